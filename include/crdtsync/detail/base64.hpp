@@ -1,0 +1,98 @@
+#pragma once
+// Base64 (RFC 4648 section 4, padded) and base64url (section 5, unpadded)
+// codecs. Decoders return std::nullopt on any malformed input; callers turn
+// that into a typed error naming the field.
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <crdtsync/version.hpp>
+
+namespace crdtsync {
+CRDTSYNC_BEGIN_NAMESPACE
+namespace detail {
+
+inline constexpr std::string_view b64_std =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+inline constexpr std::string_view b64_url =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+inline constexpr std::array<std::int8_t, 256> make_b64_table(std::string_view alphabet) {
+    std::array<std::int8_t, 256> t{};
+    for (auto& v : t) v = -1;
+    for (std::size_t i = 0; i < alphabet.size(); ++i)
+        t[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int8_t>(i);
+    return t;
+}
+inline constexpr auto b64_std_table = make_b64_table(b64_std);
+inline constexpr auto b64_url_table = make_b64_table(b64_url);
+
+/// Encodes bytes; `pad` appends '=' to a multiple of four characters.
+inline void base64_encode_to(std::string& out, const unsigned char* data, std::size_t n,
+                             std::string_view alphabet, bool pad) {
+    out.reserve(out.size() + (n + 2) / 3 * 4);
+    std::size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        std::uint32_t v = (std::uint32_t(data[i]) << 16) | (std::uint32_t(data[i + 1]) << 8) | data[i + 2];
+        out.push_back(alphabet[(v >> 18) & 63]);
+        out.push_back(alphabet[(v >> 12) & 63]);
+        out.push_back(alphabet[(v >> 6) & 63]);
+        out.push_back(alphabet[v & 63]);
+    }
+    if (n - i == 1) {
+        std::uint32_t v = std::uint32_t(data[i]) << 16;
+        out.push_back(alphabet[(v >> 18) & 63]);
+        out.push_back(alphabet[(v >> 12) & 63]);
+        if (pad) out.append("==");
+    } else if (n - i == 2) {
+        std::uint32_t v = (std::uint32_t(data[i]) << 16) | (std::uint32_t(data[i + 1]) << 8);
+        out.push_back(alphabet[(v >> 18) & 63]);
+        out.push_back(alphabet[(v >> 12) & 63]);
+        out.push_back(alphabet[(v >> 6) & 63]);
+        if (pad) out.push_back('=');
+    }
+}
+
+[[nodiscard]] inline std::string base64_encode(std::string_view bytes, bool url = false) {
+    std::string out;
+    base64_encode_to(out, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
+                     url ? b64_url : b64_std, !url);
+    return out;
+}
+
+/// Strict decoder: standard alphabet requires correct '=' padding; url alphabet
+/// forbids padding. Non-zero trailing bits are rejected so every byte string
+/// has exactly one text form.
+[[nodiscard]] inline std::optional<std::string> base64_decode(std::string_view text, bool url = false) {
+    const auto& table = url ? b64_url_table : b64_std_table;
+    std::size_t len = text.size();
+    if (!url) {
+        if (len % 4 != 0) return std::nullopt;
+        if (len >= 1 && text[len - 1] == '=') --len;
+        if (len >= 1 && text[len - 1] == '=') --len;
+    }
+    if (len % 4 == 1) return std::nullopt;
+    std::string out;
+    out.reserve(len * 3 / 4);
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (std::size_t i = 0; i < len; ++i) {
+        const int v = table[static_cast<unsigned char>(text[i])];
+        if (v < 0) return std::nullopt;
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+        }
+    }
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+    return out;
+}
+
+} // namespace detail
+CRDTSYNC_END_NAMESPACE
+} // namespace crdtsync
