@@ -95,6 +95,16 @@ struct hlc {
         if (text.size() != text_size)
             detail::raise(errc::invalid_hlc, "expected a 40-character base64 HLC, got " +
                                                  std::to_string(text.size()) + " characters");
+        // 30 bytes are exactly 40 characters, so there is no padding and no
+        // spare bit: any 40 alphabet characters decode to a valid HLC.
+        if (const auto at = detail::base64_invalid_at(text, /*url=*/false); at != std::string_view::npos) {
+            if (text[at] == '=')
+                detail::raise(errc::invalid_hlc, "HLC text has '=' at position " + std::to_string(at) +
+                                                     ": 30 bytes encode to 40 characters without padding");
+            detail::raise(errc::invalid_hlc, "HLC text has " + detail::describe_char(text[at]) +
+                                                 " at position " + std::to_string(at) +
+                                                 ", which is not a standard base64 character (A-Z a-z 0-9 + /)");
+        }
         auto raw = detail::base64_decode(text, /*url=*/false);
         if (!raw)
             detail::raise(errc::invalid_hlc, "HLC text is not valid standard base64: \"" +

@@ -3,7 +3,7 @@
 /// `hlc_clock`: the hybrid logical clock of one replica (Kulkarni et al. 2014),
 /// over an injectable physical clock.
 ///
-/// Laws (checked by tests/test_clock.cpp):
+/// Laws (checked by tests/core/hlc_clock_test.cpp):
 /// - monotonic: every `tick()` returns a timestamp greater than every earlier
 ///   `tick()` and every HLC passed to a successful `receive()`, even when the
 ///   physical clock goes backwards;
@@ -12,11 +12,13 @@
 /// - counter overflow: when the counter would pass 0xFFFF the wall time
 ///   advances by one millisecond and the counter restarts at 0.
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include <crdtsync/error.hpp>
 #include <crdtsync/hlc.hpp>

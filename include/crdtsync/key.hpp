@@ -3,7 +3,7 @@
 /// `key_codec`: the order-preserving, prefix-free encoding of value tuples that
 /// every stored key is built from (in the spirit of FoundationDB's tuple layer).
 ///
-/// Laws (checked on random tuples by tests/test_key.cpp):
+/// Laws (checked on random tuples by tests/core/key_test.cpp):
 /// - order: `memcmp(encode(a), encode(b))` has the sign of `a <=> b`, comparing
 ///   tuples element by element with `value`'s total order, shorter first;
 /// - self-delimiting: a tuple decodes unambiguously from the front of any
@@ -23,6 +23,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -129,9 +130,15 @@ struct key_codec {
             if (neg) n = static_cast<std::uint16_t>(~n);
             in.remove_prefix(2);
             need(in, n, "big integer digits");
+            // Validated here rather than by big_integer::parse, whose error
+            // (errc::invalid_value) would misreport a corrupt key.
+            if (n == 0 || n > big_integer::max_digits) fail("big integer element has a bad digit count");
             std::string text = neg ? "-" : "";
-            for (std::size_t i = 0; i < n; ++i)
-                text.push_back(neg ? static_cast<char>(~static_cast<unsigned char>(in[i])) : in[i]);
+            for (std::size_t i = 0; i < n; ++i) {
+                const char c = neg ? static_cast<char>(~static_cast<unsigned char>(in[i])) : in[i];
+                if (c < '0' || c > '9' || (i == 0 && c == '0')) fail("big integer element has a bad digit");
+                text.push_back(c);
+            }
             in.remove_prefix(n);
             value v{big_integer::parse(text)};
             if (v.kind() != value_kind::big_integer) fail("big integer element holds an int64 value");
@@ -160,13 +167,14 @@ struct key_codec {
         return out;
     }
 
-    /// Skips one element without building it; returns false at end of input.
+    /// Skips one element; returns false at end of input. Accepts and rejects
+    /// exactly what `read` does (\throws parse_error like `read`).
     static bool skip(std::string_view& in) {
         if (in.empty()) return false;
         const auto t = static_cast<unsigned char>(in.front());
         switch (t) {
         case tag_null: case tag_false: case tag_true: in.remove_prefix(1); return true;
-        case tag_integer: case tag_real: need(in, 9, "element"); in.remove_prefix(9); return true;
+        case tag_integer: need(in, 9, "integer"); in.remove_prefix(9); return true;
         default: {
             std::string_view copy = in;
             (void)read(copy);

@@ -49,11 +49,19 @@ public:
             detail::raise(errc::invalid_site_id,
                           "site id text must be exactly 22 base64url characters, got " +
                               std::to_string(text.size()) + " characters");
+        if (const auto at = detail::base64_invalid_at(text, /*url=*/true); at != std::string_view::npos)
+            detail::raise(errc::invalid_site_id,
+                          "site id text has " + detail::describe_char(text[at]) + " at position " +
+                              std::to_string(at) +
+                              ", which is not a base64url character (A-Z a-z 0-9 - _, no padding)");
         auto raw = detail::base64_decode(text, /*url=*/true);
+        // 22 characters carry 132 bits for 128: the last character's low four
+        // bits must be zero, so that every id has exactly one text form.
         if (!raw || raw->size() != size)
             detail::raise(errc::invalid_site_id,
-                          "site id text is not valid base64url (alphabet A-Z a-z 0-9 - _, no padding): \"" +
-                              std::string(text) + "\"");
+                          "site id text is not canonical: its last character " +
+                              detail::describe_char(text.back()) +
+                              " sets padding bits that must be zero");
         return from_bytes(*raw);
     }
 

@@ -63,6 +63,24 @@ inline void base64_encode_to(std::string& out, const unsigned char* data, std::s
     return out;
 }
 
+/// Index of the first character of `text` outside the alphabet ('=' included),
+/// or `std::string_view::npos`. Lets callers name the offending character.
+[[nodiscard]] inline std::size_t base64_invalid_at(std::string_view text, bool url = false) noexcept {
+    const auto& table = url ? b64_url_table : b64_std_table;
+    for (std::size_t i = 0; i < text.size(); ++i)
+        if (table[static_cast<unsigned char>(text[i])] < 0) return i;
+    return std::string_view::npos;
+}
+
+/// A character quoted for an error message: `'+'`, or `byte 0x0a` when it is
+/// not printable ASCII.
+[[nodiscard]] inline std::string describe_char(char c) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F) return std::string("'") + c + "'";
+    static constexpr char hex[] = "0123456789abcdef";
+    return std::string("byte 0x") + hex[u >> 4] + hex[u & 15];
+}
+
 /// Strict decoder: standard alphabet requires correct '=' padding; url alphabet
 /// forbids padding. Non-zero trailing bits are rejected so every byte string
 /// has exactly one text form.

@@ -1,0 +1,1238 @@
+#pragma once
+/// \file replica.hpp
+/// `replica`: the sync manager of one replica over any `kv_store`.
+///
+/// It holds tables, records local writes as changes, merges remote change
+/// sets (column-level last-writer-wins by HLC, row deletes by the replica's
+/// `delete_policy`), and hands each peer exactly the changes it lacks
+/// (`changes_since`, keyed on this replica's local arrival sequence, so a
+/// change that arrives late with an old HLC is still forwarded).
+///
+/// Merge laws (tests/replica/test_laws.cpp): applying change sets A then B
+/// gives the same replicated state as B then A; (A,B),C == A,(B,C); applying
+/// A twice == applying it once. docs/semantics.md explains the rules.
+///
+/// Threading: a replica is used from one thread at a time. Subscribers are
+/// called after the write transaction committed, on the calling thread.
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <crdtsync/change.hpp>
+#include <crdtsync/detail/layout.hpp>
+#include <crdtsync/error.hpp>
+#include <crdtsync/events.hpp>
+#include <crdtsync/hlc_clock.hpp>
+#include <crdtsync/key.hpp>
+#include <crdtsync/replica_options.hpp>
+#include <crdtsync/schema.hpp>
+#include <crdtsync/store.hpp>
+
+namespace crdtsync {
+CRDTSYNC_BEGIN_NAMESPACE
+
+/// What a peer has exchanged with this replica, in each side's own local
+/// sequence. Persisted; updated only by explicit calls.
+struct peer_state {
+    std::uint64_t received_up_to = 0; ///< the peer's position we have applied up to
+    std::uint64_t sent_up_to = 0;     ///< our position the peer has acknowledged
+    friend bool operator==(const peer_state&, const peer_state&) = default;
+};
+
+/// The answer of `changes_since`.
+struct [[nodiscard]] delta {
+    /// One change set per source transaction, in local arrival order.
+    std::vector<change_set> change_sets;
+    /// Pass this as `position` next time (it covers skipped echoes too).
+    std::uint64_t next_position = 0;
+    /// More changes are waiting beyond `limit`.
+    bool more = false;
+    /// The requested position predates pruned tombstones: a delta would be
+    /// incomplete, so none is given. The peer must bootstrap from a snapshot.
+    bool snapshot_required = false;
+};
+
+template <class Store, physical_clock Clock = system_clock_ms>
+class replica {
+    static_assert(check_kv_store<Store>());
+    using write_txn = write_transaction_t<Store>;
+
+public:
+    using store_type = Store;
+    class transaction;
+
+    /// Opens the replica kept in `store`, creating it when the store is empty.
+    /// \throws storage_error (`errc::format_version`) when the store was
+    /// written by an unknown format version.
+    explicit replica(Store& store, replica_options options = {}, Clock clock = Clock{})
+        : store_(store), opts_(std::move(options)),
+          clock_(crdtsync::site_id{}, clock, static_cast<std::uint64_t>(opts_.max_drift.count())),
+          physical_(std::move(clock)) {
+        open();
+    }
+
+    replica(const replica&) = delete;
+    replica& operator=(const replica&) = delete;
+
+    /// This replica's identity.
+    [[nodiscard]] const crdtsync::site_id& site_id() const noexcept { return site_; }
+    [[nodiscard]] const replica_options& options() const noexcept { return opts_; }
+    /// The latest local arrival sequence number: everything this replica holds
+    /// is at or below it.
+    [[nodiscard]] std::uint64_t position() const noexcept { return last_seq_; }
+    /// The clock's last timestamp.
+    [[nodiscard]] const hlc& clock() const noexcept { return clock_.last(); }
+
+    // ---------------------------------------------------------------- schema
+
+    /// The definitions of every table, ordered by qualified name.
+    [[nodiscard]] std::vector<table_def> tables() const {
+        std::vector<table_def> out;
+        for (const auto& t : tables_) out.push_back(t.def);
+        std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.qualified_name() < b.qualified_name(); });
+        return out;
+    }
+    /// A table's definition, if this replica has the table ("name" or "schema.name").
+    [[nodiscard]] std::optional<table_def> find_table(std::string_view name) const {
+        auto [s, n] = split_name(name);
+        if (auto t = lookup(s, n)) return t->def;
+        return std::nullopt;
+    }
+    /// Creates a table in its own transaction (see `transaction::create_table`).
+    void create_table(const table_def& def) {
+        write([&](transaction& tx) { tx.create_table(def); });
+    }
+
+    // ---------------------------------------------------------------- local writes
+
+    /// Runs `body(transaction&)` in one store write transaction: data, version
+    /// metadata, change-log entries and the clock commit together, or nothing
+    /// does (an exception from `body` aborts). One HLC tick per transaction.
+    /// If the store runs out of space and grows, `body` runs again (at most
+    /// `options().storage_full_retries` times), so it should not have side
+    /// effects beyond the transaction.
+    template <class F>
+    void write(F&& body) {
+        run_write([&](write_txn& w, pending& ev) {
+            transaction tx{*this, w, ev};
+            body(tx);
+            tx.finish();
+        });
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// The visible row with primary key `pk`, all columns (NULL where unset).
+    [[nodiscard]] std::optional<row> get(std::string_view table, const row_key& pk) const {
+        auto r = store_.read();
+        const auto& t = require_table(table);
+        return read_row(r, t, encode_row(t, pk).first);
+    }
+    /// Every visible row of `table`, in primary-key order (collation-folded).
+    [[nodiscard]] std::vector<row> rows(std::string_view table) const {
+        auto r = store_.read();
+        return scan_rows(r, require_table(table));
+    }
+
+    // ---------------------------------------------------------------- merge
+
+    /// Merges change sets. Each change set is validated whole before any of
+    /// it is written (tables, columns, key arity, every fact's HLC against the
+    /// drift bound); one that fails is rejected whole and reported in
+    /// `rejected`, the others apply. The whole batch commits in one store
+    /// write transaction, together with the clock; a store failure aborts all
+    /// of it and throws.
+    apply_result apply(std::span<const change_set> sets) {
+        apply_result result;
+        run_write([&](write_txn& w, pending& ev) {
+            result = apply_result{};
+            for (const auto& cs : sets) apply_one(w, cs, result, ev);
+        });
+        return result;
+    }
+    apply_result apply(const std::vector<change_set>& sets) { return apply(std::span<const change_set>(sets)); }
+    apply_result apply(const change_set& cs) { return apply(std::span<const change_set>(&cs, 1)); }
+
+    // ---------------------------------------------------------------- delta sync
+
+    /// The changes this replica holds after `position` in its own local
+    /// sequence, except those written by `peer` itself, grouped one change set
+    /// per source transaction (facts in op_seq order). Stops at a transaction
+    /// boundary once `limit` facts are collected.
+    [[nodiscard]] delta changes_since(const crdtsync::site_id& peer, std::uint64_t position,
+                                      std::size_t limit = 1000) const {
+        delta d;
+        d.next_position = position;
+        if (position > 0 && position < gc_seq_) {
+            d.snapshot_required = true;
+            return d;
+        }
+        auto r = store_.read();
+        std::size_t count = 0;
+        std::optional<change_set> current;
+        auto close = [&] {
+            if (!current) return;
+            finish_change_set(*current);
+            d.change_sets.push_back(std::move(*current));
+            current.reset();
+        };
+        const auto begin = detail::layout::log_key(position + 1);
+        const std::string end(1, static_cast<char>(detail::layout::log + 1));
+        r.scan(begin, end, [&](std::string_view key, std::string_view rec) {
+            const auto seq = detail::layout::log_seq(key);
+            auto f = read_fact(r, detail::layout::read_log(rec));
+            const hlc& h = f.version();
+            if (h.site == peer) {
+                d.next_position = seq;
+                return true;
+            }
+            if (!current || !current->version.same_transaction(h)) {
+                if (count >= limit) {
+                    d.more = true;
+                    return false;
+                }
+                close();
+                current.emplace();
+                current->version = h;
+            }
+            if (f.migration) current->migrations.push_back(std::move(*f.migration));
+            else current->changes.push_back(std::move(*f.data));
+            if (current->version < h) current->version = h;
+            ++count;
+            d.next_position = seq;
+            return true;
+        });
+        close();
+        return d;
+    }
+
+    /// The persisted exchange state with `peer` (zeros for a new peer).
+    [[nodiscard]] peer_state peer(const crdtsync::site_id& peer) const {
+        auto r = store_.read();
+        auto v = r.get(detail::layout::peer_key(peer));
+        if (!v || v->size() != 16) return {};
+        return {detail::load_be<std::uint64_t>(*v, 0), detail::load_be<std::uint64_t>(*v, 8)};
+    }
+    /// Records that we applied `peer`'s changes up to its position `pos`.
+    void set_peer_received(const crdtsync::site_id& p, std::uint64_t pos) {
+        update_peer(p, [&](peer_state& s) { s.received_up_to = pos; });
+    }
+    /// Records that `peer` acknowledged our changes up to our position `pos`.
+    void set_peer_sent(const crdtsync::site_id& p, std::uint64_t pos) {
+        update_peer(p, [&](peer_state& s) { s.sent_up_to = pos; });
+    }
+    /// Every known peer.
+    [[nodiscard]] std::vector<std::pair<crdtsync::site_id, peer_state>> peers() const {
+        std::vector<std::pair<crdtsync::site_id, peer_state>> out;
+        auto r = store_.read();
+        const std::string b(1, detail::layout::peer), e(1, static_cast<char>(detail::layout::peer + 1));
+        r.scan(b, e, [&](std::string_view k, std::string_view v) {
+            if (k.size() == 17 && v.size() == 16)
+                out.emplace_back(crdtsync::site_id::from_bytes(k.substr(1)),
+                                 peer_state{detail::load_be<std::uint64_t>(v, 0), detail::load_be<std::uint64_t>(v, 8)});
+            return true;
+        });
+        return out;
+    }
+
+    // ---------------------------------------------------------------- tombstone GC
+
+    /// Removes tombstones that arrived longer ago than the retention period.
+    /// Afterwards, `changes_since` answers `snapshot_required` to any peer
+    /// whose position predates a removed tombstone. Returns how many were removed.
+    std::size_t prune_tombstones() {
+        const auto now = physical_();
+        const auto retention = static_cast<std::uint64_t>(opts_.tombstone_retention.count());
+        std::size_t removed = 0;
+        run_write([&](write_txn& w, pending&) {
+            removed = 0;
+            std::vector<std::pair<std::string, std::uint64_t>> doomed;
+            const std::string b(1, detail::layout::tomb), e(1, static_cast<char>(detail::layout::tomb + 1));
+            w.scan(b, e, [&](std::string_view k, std::string_view v) {
+                const auto t = detail::layout::read_tomb(v);
+                if (t.created_ms + retention < now) doomed.emplace_back(std::string(k), t.seq);
+                return true;
+            });
+            for (const auto& [k, seq] : doomed) {
+                (void)w.erase(k);
+                (void)w.erase(detail::layout::log_key(seq));
+                gc_seq_ = std::max(gc_seq_, seq);
+            }
+            removed = doomed.size();
+        });
+        return removed;
+    }
+    /// The lowest position a peer may hold and still receive a delta.
+    [[nodiscard]] std::uint64_t gc_horizon() const noexcept { return gc_seq_; }
+
+    // ---------------------------------------------------------------- events
+
+    using listener_id = std::size_t;
+    /// Called once per committed local transaction.
+    listener_id on_local_change(std::function<void(const local_change&)> fn) { return add(local_listeners_, std::move(fn)); }
+    /// Called once per applied remote change set that changed something.
+    listener_id on_remote_change(std::function<void(const remote_change&)> fn) { return add(remote_listeners_, std::move(fn)); }
+    /// Called for each conflict a merge resolved.
+    listener_id on_conflict(std::function<void(const conflict&)> fn) { return add(conflict_listeners_, std::move(fn)); }
+    /// Removes a listener of any kind.
+    void remove_listener(listener_id id) {
+        std::erase_if(local_listeners_, [&](auto& l) { return l.first == id; });
+        std::erase_if(remote_listeners_, [&](auto& l) { return l.first == id; });
+        std::erase_if(conflict_listeners_, [&](auto& l) { return l.first == id; });
+    }
+
+    // ---------------------------------------------------------------- inspection
+
+    /// The replicated state as text, one line per fact: table definitions,
+    /// migrations, every cell (key, column, value, HLC) and every tombstone
+    /// (key, HLC). Arrival-order bookkeeping (local sequence numbers, change
+    /// log, peers, arrival times, table ids) is left out, so two replicas that
+    /// converged give byte-identical dumps.
+    [[nodiscard]] std::string dump() const {
+        auto r = store_.read();
+        std::vector<const table_state*> order;
+        for (const auto& t : tables_) order.push_back(&t);
+        std::sort(order.begin(), order.end(), [](auto a, auto b) { return a->def.qualified_name() < b->def.qualified_name(); });
+        std::string out;
+        for (const auto* t : order) {
+            out += "table " + t->def.qualified_name() + " " + t->def.to_ddl() + "\n";
+            std::vector<std::string> lines;
+            r.scan(t->cell_prefix, key_codec::tuple_range_end(t->cell_prefix), [&](std::string_view k, std::string_view v) {
+                const auto col = t->column_index_by_id(cell_column_id(k));
+                const auto suffix = k.substr(t->cell_prefix.size(), k.size() - t->cell_prefix.size() - 9);
+                const auto h = detail::layout::read_cell_header(v).version;
+                std::string val;
+                key_codec::append(val, detail::layout::read_cell_value(v));
+                lines.push_back("cell " + hex(suffix) + " " + (col ? t->def.columns()[*col].name : "?") + " " + hex(val) + " " + h.to_text());
+                return true;
+            });
+            r.scan(t->tomb_prefix, key_codec::tuple_range_end(t->tomb_prefix), [&](std::string_view k, std::string_view v) {
+                lines.push_back("tomb " + hex(k.substr(t->tomb_prefix.size())) + " " + detail::layout::read_tomb(v).version.to_text());
+                return true;
+            });
+            std::sort(lines.begin(), lines.end());
+            for (auto& l : lines) out += "  " + l + "\n";
+        }
+        const std::string b(1, detail::layout::migration), e(1, static_cast<char>(detail::layout::migration + 1));
+        r.scan(b, e, [&](std::string_view k, std::string_view v) {
+            const auto h = hlc::from_bytes(k.substr(1));
+            const auto m = decode_migration(v, &h);
+            out += "migration " + m.version.to_text() + " " + std::string(to_string(m.type)) + " " + m.schema + "." + m.table + " " + m.ddl + "\n";
+            return true;
+        });
+        return out;
+    }
+
+private:
+    // ================================================================ state
+
+    struct table_state {
+        table_def def;
+        std::uint32_t id = 0;
+        std::vector<std::uint32_t> column_ids; // parallel to def.columns()
+        std::uint32_t next_column_id = 0;
+        std::int64_t schema_version = 1;
+        std::string cell_prefix, tomb_prefix;
+        bool folds = false;
+
+        [[nodiscard]] std::optional<std::size_t> column_index_by_id(std::uint32_t id_) const noexcept {
+            for (std::size_t i = 0; i < column_ids.size(); ++i)
+                if (column_ids[i] == id_) return i;
+            return std::nullopt;
+        }
+        void init_prefixes() {
+            cell_prefix = detail::layout::table_prefix(detail::layout::cell, id);
+            tomb_prefix = detail::layout::table_prefix(detail::layout::tomb, id);
+            folds = def.folds_keys();
+        }
+    };
+
+    struct pending {
+        std::vector<local_change> local;
+        std::vector<remote_change> remote;
+        std::vector<conflict> conflicts;
+    };
+
+    enum class outcome { applied, skipped, conflict_local, conflict_remote };
+
+    template <class Fn>
+    using listeners = std::vector<std::pair<listener_id, std::function<Fn>>>;
+
+    template <class L, class F>
+    listener_id add(L& list, F fn) {
+        list.emplace_back(++next_listener_, std::move(fn));
+        return next_listener_;
+    }
+
+    static std::pair<std::string_view, std::string_view> split_name(std::string_view name) {
+        const auto dot = name.find('.');
+        if (dot == std::string_view::npos) return {"main", name};
+        return {name.substr(0, dot), name.substr(dot + 1)};
+    }
+
+    [[nodiscard]] const table_state* lookup(std::string_view schema, std::string_view name) const noexcept {
+        if (last_lookup_ < tables_.size()) {
+            const auto& t = tables_[last_lookup_];
+            if (t.def.name() == name && t.def.schema_name() == schema) return &t;
+        }
+        for (std::size_t i = 0; i < tables_.size(); ++i)
+            if (tables_[i].def.name() == name && tables_[i].def.schema_name() == schema) {
+                last_lookup_ = i;
+                return &tables_[i];
+            }
+        return nullptr;
+    }
+    [[nodiscard]] const table_state& require_table(std::string_view qualified) const {
+        auto [s, n] = split_name(qualified);
+        if (auto t = lookup(s, n)) return *t;
+        detail::raise(errc::unknown_table, "no table \"" + std::string(s) + "." + std::string(n) + "\" in this replica");
+    }
+    [[nodiscard]] const table_state* table_by_id(std::uint32_t id) const noexcept {
+        for (const auto& t : tables_)
+            if (t.id == id) return &t;
+        return nullptr;
+    }
+
+    static std::string hex(std::string_view s) {
+        static constexpr char digits[] = "0123456789abcdef";
+        std::string out;
+        out.reserve(s.size() * 2);
+        for (unsigned char c : s) { out += digits[c >> 4]; out += digits[c & 15]; }
+        return out;
+    }
+
+    // ================================================================ open / persist
+
+    void open() {
+        bool fresh = false;
+        {
+            auto r = store_.read();
+            auto fmt = r.get(detail::layout::meta_key("format"));
+            if (!fmt) {
+                fresh = true;
+            } else {
+                if (fmt->size() != 4 || detail::load_be<std::uint32_t>(*fmt) != storage_format_version)
+                    detail::raise(errc::format_version,
+                                  "the store holds crdtsync format version " +
+                                      (fmt->size() == 4 ? std::to_string(detail::load_be<std::uint32_t>(*fmt)) : std::string("(unreadable)")) +
+                                      ", this library reads version " + std::to_string(storage_format_version));
+            }
+        }
+        if (fresh) {
+            site_ = opts_.site ? *opts_.site : crdtsync::site_id::generate();
+            auto w = store_.write();
+            std::string v;
+            detail::put_be<std::uint32_t>(v, storage_format_version);
+            w.put(detail::layout::meta_key("format"), v);
+            w.put(detail::layout::meta_key("site"), site_.view());
+            w.commit();
+        }
+        load_state();
+    }
+
+    // Reads every in-memory mirror of the store (after open, and after an
+    // aborted transaction so nothing of it survives in memory).
+    void load_state() {
+        auto r = store_.read();
+        auto s = r.get(detail::layout::meta_key("site"));
+        if (!s) detail::raise(errc::storage, "the store has a format version but no site id");
+        site_ = crdtsync::site_id::from_bytes(*s);
+        hlc last{};
+        if (auto c = r.get(detail::layout::meta_key("clock"))) last = hlc::from_bytes(*c);
+        clock_ = hlc_clock<Clock>(site_, physical_, static_cast<std::uint64_t>(opts_.max_drift.count()), last);
+        last_seq_ = read_u64(r, "seq");
+        gc_seq_ = read_u64(r, "gc");
+        next_table_id_ = static_cast<std::uint32_t>(std::max<std::uint64_t>(read_u64(r, "tables"), 1));
+        tables_.clear();
+        last_lookup_ = 0;
+        const std::string b(1, detail::layout::table_rec), e(1, static_cast<char>(detail::layout::table_rec + 1));
+        r.scan(b, e, [&](std::string_view k, std::string_view v) {
+            tables_.push_back(decode_table(detail::load_be<std::uint32_t>(k, 1), v));
+            return true;
+        });
+    }
+    template <class R>
+    static std::uint64_t read_u64(R& r, std::string_view name) {
+        auto v = r.get(detail::layout::meta_key(name));
+        return v && v->size() == 8 ? detail::load_be<std::uint64_t>(*v) : 0;
+    }
+    void persist_counters(write_txn& w) {
+        std::string v;
+        clock_.last().append_bytes(v);
+        w.put(detail::layout::meta_key("clock"), v);
+        v.clear();
+        detail::put_be<std::uint64_t>(v, last_seq_);
+        w.put(detail::layout::meta_key("seq"), v);
+        v.clear();
+        detail::put_be<std::uint64_t>(v, gc_seq_);
+        w.put(detail::layout::meta_key("gc"), v);
+        v.clear();
+        detail::put_be<std::uint64_t>(v, next_table_id_);
+        w.put(detail::layout::meta_key("tables"), v);
+    }
+
+    static std::string encode_table(const table_state& t) {
+        std::vector<value> f{value{t.def.schema_name()}, value{t.def.name()}, value{t.next_column_id}, value{t.schema_version}};
+        const auto& cols = t.def.columns();
+        const auto& key = t.def.key_columns();
+        for (std::size_t i = 0; i < cols.size(); ++i) {
+            const auto kp = std::find(key.begin(), key.end(), i);
+            f.insert(f.end(), {value{cols[i].name}, value{static_cast<std::int64_t>(cols[i].type)}, value{cols[i].nullable},
+                               value{static_cast<std::int64_t>(cols[i].coll)}, value{t.column_ids[i]},
+                               value{kp == key.end() ? std::int64_t{-1} : static_cast<std::int64_t>(kp - key.begin())}});
+        }
+        return key_codec::encode(f);
+    }
+    static table_state decode_table(std::uint32_t id, std::string_view rec) {
+        const auto f = key_codec::decode(rec);
+        if (f.size() < 4 || (f.size() - 4) % 6 != 0) detail::raise(errc::storage, "stored table record is malformed");
+        table_state t;
+        t.id = id;
+        t.def = table_def(f[1].as_text(), f[0].as_text());
+        t.next_column_id = static_cast<std::uint32_t>(f[2].as_integer());
+        t.schema_version = f[3].as_integer();
+        std::vector<std::pair<std::int64_t, std::string>> key;
+        for (std::size_t i = 4; i < f.size(); i += 6) {
+            t.def.column(f[i].as_text(), static_cast<column_type>(f[i + 1].as_integer()), f[i + 2].as_bool(),
+                         static_cast<collation>(f[i + 3].as_integer()));
+            t.column_ids.push_back(static_cast<std::uint32_t>(f[i + 4].as_integer()));
+            if (f[i + 5].as_integer() >= 0) key.emplace_back(f[i + 5].as_integer(), f[i].as_text());
+        }
+        std::sort(key.begin(), key.end());
+        std::vector<std::string> names;
+        for (auto& k : key) names.push_back(k.second);
+        // primary_key() marks key columns NOT NULL, as they were when stored.
+        t.def.primary_key(names);
+        t.init_prefixes();
+        return t;
+    }
+
+    static std::string encode_migration(const schema_migration& m) {
+        return key_codec::encode({value{static_cast<std::int64_t>(m.type)}, value{m.schema}, value{m.table},
+                                  m.from_table ? value{*m.from_table} : value{}, value{m.ddl}, value{m.schema_version}});
+    }
+    static schema_migration decode_migration(std::string_view rec, const hlc* version = nullptr) {
+        const auto f = key_codec::decode(rec);
+        if (f.size() != 6) detail::raise(errc::storage, "stored migration record is malformed");
+        schema_migration m;
+        m.type = static_cast<migration_kind>(f[0].as_integer());
+        m.schema = f[1].as_text();
+        m.table = f[2].as_text();
+        if (!f[3].is_null()) m.from_table = f[3].as_text();
+        m.ddl = f[4].as_text();
+        m.schema_version = f[5].as_integer();
+        if (version) m.version = *version;
+        return m;
+    }
+
+    // ================================================================ transactions
+
+    template <class Body>
+    void run_write(Body&& body) {
+        for (unsigned attempt = 0;; ++attempt) {
+            pending ev;
+            std::exception_ptr failure;
+            bool storage_full = false;
+            {
+                auto w = store_.write();
+                try {
+                    body(w, ev);
+                    persist_counters(w);
+                    w.commit();
+                } catch (const error& e) {
+                    storage_full = e.code() == errc::storage_full;
+                    failure = std::current_exception();
+                } catch (...) {
+                    failure = std::current_exception();
+                }
+            } // an uncommitted transaction aborts here
+            if (!failure) {
+                fire(ev);
+                return;
+            }
+            load_state();
+            if (!(storage_full && attempt < opts_.storage_full_retries)) std::rethrow_exception(failure);
+        }
+    }
+
+    void fire(pending& ev) {
+        for (const auto& e : ev.local)
+            for (auto& [id, fn] : local_listeners_) fn(e);
+        for (const auto& e : ev.remote)
+            for (auto& [id, fn] : remote_listeners_) fn(e);
+        for (const auto& e : ev.conflicts)
+            for (auto& [id, fn] : conflict_listeners_) fn(e);
+    }
+
+    // ================================================================ rows and keys
+
+    /// The encoded (collation-folded) key suffix of a row, and the encoded
+    /// original key when folding changed it (empty otherwise).
+    std::pair<std::string, std::string> encode_row(const table_state& t, const row_key& pk) const {
+        const auto& kc = t.def.key_columns();
+        if (pk.size() != kc.size())
+            detail::raise(errc::invalid_key, "table " + t.def.qualified_name() + " has a primary key of " + std::to_string(kc.size()) +
+                                                 " column(s), got a key of " + std::to_string(pk.size()) + " value(s)");
+        std::string folded, original;
+        bool changed = false;
+        for (std::size_t i = 0; i < kc.size(); ++i) {
+            if (pk[i].is_null())
+                detail::raise(errc::invalid_key, "table " + t.def.qualified_name() + ": primary key column \"" +
+                                                     t.def.columns()[kc[i]].name + "\" cannot be NULL");
+            auto v = t.def.coerce(kc[i], pk[i]);
+            if (t.folds) {
+                auto id = t.def.key_identity(kc[i], v);
+                changed = changed || !(id == v);
+                key_codec::append(folded, id);
+                key_codec::append(original, v);
+            } else {
+                key_codec::append(folded, v);
+            }
+        }
+        if (!changed) original.clear();
+        return {std::move(folded), std::move(original)};
+    }
+
+    static std::uint32_t cell_column_id(std::string_view cell_key) {
+        auto tail = cell_key.substr(cell_key.size() - 9);
+        return static_cast<std::uint32_t>(key_codec::read(tail).as_integer());
+    }
+
+    struct cell_view {
+        hlc version;
+        value val;
+    };
+    struct row_state {
+        std::vector<std::optional<cell_view>> cells; // per column
+        std::optional<hlc> tomb;
+        bool visible = false;
+    };
+
+    template <class R>
+    row_state read_row_state(R& r, const table_state& t, const std::string& suffix) const {
+        row_state s;
+        s.cells.resize(t.def.columns().size());
+        const std::string prefix = t.cell_prefix + suffix;
+        r.scan(prefix, key_codec::tuple_range_end(prefix), [&](std::string_view k, std::string_view v) {
+            if (auto col = t.column_index_by_id(cell_column_id(k)))
+                s.cells[*col] = cell_view{detail::layout::read_cell_header(v).version, detail::layout::read_cell_value(v)};
+            return true;
+        });
+        if (auto tv = r.get(t.tomb_prefix + suffix)) s.tomb = detail::layout::read_tomb(*tv).version;
+        s.visible = visible(t, s);
+        return s;
+    }
+    bool visible(const table_state& t, const row_state& s) const {
+        if (opts_.deletes == delete_policy::delete_wins && s.tomb) return false;
+        if (opts_.deletes == delete_policy::lww)
+            return std::any_of(s.cells.begin(), s.cells.end(), [](auto& c) { return c.has_value(); });
+        for (auto k : t.def.key_columns())
+            if (s.cells[k]) return true;
+        return false;
+    }
+    row to_row(const table_state& t, const row_state& s, std::string_view suffix) const {
+        row out;
+        const auto& cols = t.def.columns();
+        std::vector<value> key_values;
+        for (std::size_t i = 0; i < cols.size(); ++i) out[cols[i].name] = s.cells[i] ? s.cells[i]->val : value{};
+        for (std::size_t k = 0; k < t.def.key_columns().size(); ++k) {
+            const auto i = t.def.key_columns()[k];
+            if (!s.cells[i]) { // only under lww, after a delete: read the key itself
+                if (key_values.empty()) key_values = key_codec::decode(suffix);
+                out[cols[i].name] = key_values.at(k);
+            }
+        }
+        return out;
+    }
+    template <class R>
+    std::optional<row> read_row(R& r, const table_state& t, const std::string& suffix) const {
+        auto s = read_row_state(r, t, suffix);
+        if (!s.visible) return std::nullopt;
+        return to_row(t, s, suffix);
+    }
+    template <class R>
+    std::vector<row> scan_rows(R& r, const table_state& t) const {
+        std::vector<std::string> suffixes;
+        r.scan(t.cell_prefix, key_codec::tuple_range_end(t.cell_prefix), [&](std::string_view k, std::string_view) {
+            auto suffix = k.substr(t.cell_prefix.size(), k.size() - t.cell_prefix.size() - 9);
+            if (suffixes.empty() || suffixes.back() != suffix) suffixes.emplace_back(suffix);
+            return true;
+        });
+        std::vector<row> out;
+        for (const auto& s : suffixes)
+            if (auto row_ = read_row(r, t, s)) out.push_back(std::move(*row_));
+        return out;
+    }
+
+    // ================================================================ fact writers
+
+    // The tombstone of the row last touched, cached across the facts of a batch.
+    struct tomb_cache {
+        const table_state* table = nullptr;
+        std::string suffix;
+        std::optional<hlc> version;
+        std::uint64_t seq = 0;
+    };
+
+    tomb_cache& row_tomb(write_txn& w, const table_state& t, const std::string& suffix) {
+        if (tomb_.table != &t || tomb_.suffix != suffix) {
+            tomb_.table = &t;
+            tomb_.suffix = suffix;
+            key_buf_ = t.tomb_prefix;
+            key_buf_ += suffix;
+            if (auto v = w.get(key_buf_)) {
+                auto rec = detail::layout::read_tomb(*v);
+                tomb_.version = rec.version;
+                tomb_.seq = rec.seq;
+            } else {
+                tomb_.version.reset();
+                tomb_.seq = 0;
+            }
+        }
+        return tomb_;
+    }
+
+    static bool is_conflict(const hlc& local_h, const value& local_v, const hlc& remote_h, const value& remote_v,
+                            const std::optional<hlc>& remote_prior) {
+        if (local_h.site == remote_h.site) return false;       // one writer's own sequence
+        if (remote_prior && *remote_prior == local_h) return false; // the writer saw our value
+        return !(local_v == remote_v);
+    }
+
+    /// Writes one cell if `h` beats what the row holds. `local` writes are
+    /// never conflicts. On a conflict, fills `c` (except the row identity).
+    outcome put_cell(write_txn& w, const table_state& t, const std::string& suffix, std::string_view original_pk,
+                     std::size_t col, const value& v, const hlc& h, const std::optional<hlc>& prior,
+                     const std::optional<value>& prior_value, bool local, conflict* c) {
+        const auto& tomb = row_tomb(w, t, suffix);
+        if (tomb.version && (opts_.deletes == delete_policy::delete_wins || h <= *tomb.version)) return outcome::skipped;
+        key_buf_ = t.cell_prefix;
+        key_buf_ += suffix;
+        key_codec::append_integer(key_buf_, t.column_ids[col]);
+        outcome result = outcome::applied;
+        if (auto existing = w.get(key_buf_)) {
+            const auto hdr = detail::layout::read_cell_header(*existing);
+            if (h <= hdr.version) {
+                if (h == hdr.version || local) return outcome::skipped;
+                auto lv = detail::layout::read_cell_value(*existing);
+                if (!is_conflict(hdr.version, lv, h, v, prior)) return outcome::skipped;
+                if (c) *c = conflict{{}, {}, {}, {}, std::move(lv), hdr.version, v, h, conflict_winner::local};
+                return outcome::conflict_local;
+            }
+            if (!local && hdr.version.site != h.site && !(prior && *prior == hdr.version)) {
+                auto lv = detail::layout::read_cell_value(*existing);
+                if (!(lv == v)) {
+                    if (c) *c = conflict{{}, {}, {}, {}, std::move(lv), hdr.version, v, h, conflict_winner::remote};
+                    result = outcome::conflict_remote;
+                }
+            }
+            (void)w.erase(detail::layout::log_key(hdr.seq));
+        }
+        const auto seq = ++last_seq_;
+        const bool keep_prior = prior && prior_value;
+        detail::layout::put_cell_record(rec_buf_, h, seq, v, keep_prior ? &*prior : nullptr, keep_prior ? &*prior_value : nullptr);
+        w.put(key_buf_, rec_buf_);
+        detail::layout::put_log_record(log_buf_, detail::layout::cell, key_buf_, t.folds ? original_pk : std::string_view{});
+        w.put(detail::layout::log_key(seq), log_buf_);
+        return result;
+    }
+
+    /// Records a delete of the row at `h` (a join: the tombstone keeps the
+    /// greatest delete HLC) and drops the cells it hides.
+    outcome put_tomb(write_txn& w, const table_state& t, const std::string& suffix, std::string_view original_pk, const hlc& h) {
+        auto& tomb = row_tomb(w, t, suffix);
+        if (tomb.version && h <= *tomb.version) return outcome::skipped;
+        if (tomb.version) (void)w.erase(detail::layout::log_key(tomb.seq));
+        const auto seq = ++last_seq_;
+        const std::string tkey = t.tomb_prefix + suffix;
+        std::string pk_tuple = original_pk.empty() ? suffix : std::string(original_pk);
+        detail::layout::put_tomb_record(rec_buf_, h, seq, physical_(), pk_tuple);
+        w.put(tkey, rec_buf_);
+        detail::layout::put_log_record(log_buf_, detail::layout::tomb, tkey, {});
+        w.put(detail::layout::log_key(seq), log_buf_);
+        tomb.version = h;
+        tomb.seq = seq;
+        // Cells at or below the tombstone are invisible forever: drop them,
+        // so that every delivery order leaves the same stored state.
+        std::vector<std::pair<std::string, std::uint64_t>> doomed;
+        const std::string prefix = t.cell_prefix + suffix;
+        w.scan(prefix, key_codec::tuple_range_end(prefix), [&](std::string_view k, std::string_view v) {
+            const auto hdr = detail::layout::read_cell_header(v);
+            if (opts_.deletes == delete_policy::delete_wins || hdr.version <= h) doomed.emplace_back(std::string(k), hdr.seq);
+            return true;
+        });
+        for (const auto& [k, s] : doomed) {
+            (void)w.erase(k);
+            (void)w.erase(detail::layout::log_key(s));
+        }
+        return outcome::applied;
+    }
+
+    // ================================================================ schema changes
+
+    /// Applies a migration (already validated). Returns applied or skipped.
+    outcome put_migration(write_txn& w, const schema_migration& m) {
+        const auto mkey = detail::layout::migration_key(m.version);
+        if (w.get(mkey)) return outcome::skipped; // the same fact, seen before
+        w.put(mkey, encode_migration(m));
+        const auto seq = ++last_seq_;
+        detail::layout::put_log_record(log_buf_, detail::layout::migration, mkey, {});
+        w.put(detail::layout::log_key(seq), log_buf_);
+        if (m.type == migration_kind::create_table) {
+            auto def = table_def::from_ddl(m.ddl);
+            if (!lookup(def.schema_name(), def.name())) add_table(w, std::move(def), m.schema_version);
+        } else {
+            auto add = table_def::parse_add_column(m.ddl);
+            auto* t = const_cast<table_state*>(lookup(add.schema, add.table));
+            if (t && !t->def.find_column(add.column.name)) {
+                t->def.append_column(add.column);
+                t->column_ids.push_back(t->next_column_id++);
+                t->schema_version = std::max(t->schema_version + 1, m.schema_version);
+                w.put(detail::layout::table_key(t->id), encode_table(*t));
+            }
+        }
+        tomb_ = {};
+        return outcome::applied;
+    }
+
+    void add_table(write_txn& w, table_def def, std::int64_t version) {
+        table_state t;
+        t.def = std::move(def);
+        t.id = next_table_id_++;
+        for (std::size_t i = 0; i < t.def.columns().size(); ++i) t.column_ids.push_back(t.next_column_id++);
+        t.schema_version = version;
+        t.init_prefixes();
+        w.put(detail::layout::table_key(t.id), encode_table(t));
+        tables_.push_back(std::move(t));
+    }
+
+    /// Checks a migration can apply on top of `schema` (the live tables plus
+    /// those created earlier in the same change set). Throws on a problem.
+    void validate_migration(const schema_migration& m, std::vector<table_def>& created) const {
+        if (m.type == migration_kind::create_table) {
+            auto def = table_def::from_ddl(m.ddl);
+            const table_def* existing = nullptr;
+            if (auto t = lookup(def.schema_name(), def.name())) existing = &t->def;
+            for (const auto& c : created)
+                if (c.qualified_name() == def.qualified_name()) existing = &c;
+            if (existing && !(*existing == def))
+                detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another definition: " +
+                                                existing->to_ddl());
+            if (!existing) created.push_back(std::move(def));
+            return;
+        }
+        if (m.type == migration_kind::add_column || m.type == migration_kind::alter_column) {
+            auto add = table_def::parse_add_column(m.ddl);
+            const table_def* def = nullptr;
+            if (auto t = lookup(add.schema, add.table)) def = &t->def;
+            for (auto& c : created)
+                if (c.schema_name() == add.schema && c.name() == add.table) def = &c;
+            if (!def) detail::raise(errc::unknown_table, "ADD COLUMN for unknown table " + add.schema + "." + add.table);
+            if (auto i = def->find_column(add.column.name)) {
+                if (!(def->columns()[*i] == add.column))
+                    detail::raise(errc::schema, "table " + def->qualified_name() + " already has column \"" + add.column.name +
+                                                    "\" with another definition");
+            } else {
+                created.push_back(*def);
+                created.back().append_column(add.column);
+            }
+            return;
+        }
+        detail::raise(errc::schema, std::string("schema migration \"") + std::string(to_string(m.type)) +
+                                        "\" is not supported by this version of crdtsync");
+    }
+
+    // ================================================================ merge
+
+    void apply_one(write_txn& w, const change_set& cs, apply_result& result, pending& ev) {
+        // 1. Validate everything before writing anything.
+        std::vector<table_def> created;
+        try {
+            clock_.check_drift(cs.version);
+            for (const auto& m : cs.migrations) {
+                clock_.check_drift(m.version);
+                validate_migration(m, created);
+            }
+            for (const auto& c : cs.changes) validate_change(c, created);
+        } catch (const error& e) {
+            rejection rj;
+            rj.reason = e.message();
+            rj.code = std::string(to_string(e.code()));
+            rj.transaction_id = cs.transaction_id;
+            if (e.code() == errc::unknown_table || e.code() == errc::unknown_column) {
+                rj.table = failing_table_;
+                if (e.code() == errc::unknown_column) rj.column = failing_column_;
+                if (e.code() == errc::unknown_table && !result.unknown_table) result.unknown_table = failing_table_;
+            }
+            result.rejected.push_back(std::move(rj));
+            return;
+        }
+        // 2. Apply: migrations first, then the facts in order.
+        ++result.transactions;
+        remote_change rc;
+        rc.origin = cs.origin;
+        rc.transaction_id = cs.transaction_id;
+        hlc max = cs.version;
+        auto count = [&](outcome o) {
+            switch (o) {
+            case outcome::applied: ++result.applied; break;
+            case outcome::skipped: ++result.skipped; break;
+            default: ++result.conflicts; break;
+            }
+        };
+        for (const auto& m : cs.migrations) {
+            const auto o = put_migration(w, m);
+            count(o);
+            if (o == outcome::applied) rc.migrations.push_back(m);
+            max = std::max(max, m.version);
+        }
+        for (const auto& c : cs.changes) {
+            outcome o;
+            if (const auto* cc = std::get_if<column_change>(&c)) {
+                const auto& t = *lookup(cc->schema, cc->table);
+                const auto col = *t.def.find_column(cc->column);
+                auto [suffix, original] = encode_row(t, cc->pk);
+                conflict cf;
+                const value v = t.def.coerce(col, cc->val);
+                o = put_cell(w, t, suffix, original, col, v, cc->version, cc->prior_version, cc->prior_value, false, &cf);
+                if (o == outcome::conflict_local || o == outcome::conflict_remote) {
+                    cf.schema = cc->schema;
+                    cf.table = cc->table;
+                    cf.pk = cc->pk;
+                    cf.column = cc->column;
+                    ev.conflicts.push_back(std::move(cf));
+                }
+                max = std::max(max, cc->version);
+            } else {
+                const auto& d = std::get<row_delete>(c);
+                const auto& t = *lookup(d.schema, d.table);
+                auto [suffix, original] = encode_row(t, d.pk);
+                o = put_tomb(w, t, suffix, original, d.version);
+                max = std::max(max, d.version);
+            }
+            count(o);
+            if (o == outcome::applied || o == outcome::conflict_remote) rc.applied.push_back(c);
+        }
+        clock_.receive(max);
+        if (!rc.applied.empty() || !rc.migrations.empty()) ev.remote.push_back(std::move(rc));
+    }
+
+    void validate_change(const change& c, const std::vector<table_def>& created) {
+        clock_.check_drift(version_of(c));
+        std::visit([&](const auto& f) {
+            const table_def* def = nullptr;
+            if (auto t = lookup(f.schema, f.table)) def = &t->def;
+            for (const auto& d : created)
+                if (d.schema_name() == f.schema && d.name() == f.table) def = &d;
+            failing_table_ = f.schema + "." + f.table;
+            if (!def) detail::raise(errc::unknown_table, "change for unknown table " + failing_table_);
+            if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
+                failing_column_ = f.column;
+                if (!def->find_column(f.column))
+                    detail::raise(errc::unknown_column, "change for unknown column \"" + f.column + "\" of table " + failing_table_);
+            }
+            const auto& kc = def->key_columns();
+            if (f.pk.size() != kc.size())
+                detail::raise(errc::invalid_key, "change for table " + failing_table_ + " has a key of " + std::to_string(f.pk.size()) +
+                                                     " value(s), the table's primary key has " + std::to_string(kc.size()));
+            for (const auto& v : f.pk)
+                if (v.is_null()) detail::raise(errc::invalid_key, "change for table " + failing_table_ + " has a NULL key value");
+        }, c);
+    }
+
+    // ================================================================ change-log reading
+
+    struct fact {
+        std::optional<change> data;
+        std::optional<schema_migration> migration;
+        [[nodiscard]] const hlc& version() const { return migration ? migration->version : version_of(*data); }
+    };
+
+    template <class R>
+    fact read_fact(R& r, const detail::layout::log_record& lr) const {
+        fact f;
+        auto rec = r.get(lr.key);
+        if (!rec) detail::raise(errc::storage, "change-log entry points at a missing record");
+        if (lr.kind == detail::layout::migration) {
+            const auto h = hlc::from_bytes(lr.key.substr(1));
+            f.migration = decode_migration(*rec, &h);
+            return f;
+        }
+        const auto tid = detail::load_be<std::uint32_t>(lr.key, 1);
+        const auto* t = table_by_id(tid);
+        if (!t) detail::raise(errc::storage, "change-log entry names an unknown table id " + std::to_string(tid));
+        if (lr.kind == detail::layout::cell) {
+            column_change cc;
+            cc.schema = t->def.schema_name();
+            cc.table = t->def.name();
+            const auto suffix = lr.key.substr(5, lr.key.size() - 5 - 9);
+            cc.pk = key_codec::decode(lr.original_pk.empty() ? suffix : lr.original_pk);
+            const auto col = t->column_index_by_id(cell_column_id(lr.key));
+            if (!col) detail::raise(errc::storage, "change-log entry names an unknown column");
+            cc.column = t->def.columns()[*col].name;
+            const auto hdr = detail::layout::read_cell_header(*rec);
+            cc.version = hdr.version;
+            cc.val = detail::layout::read_cell_value(*rec);
+            if (auto prior = detail::layout::read_cell_prior(*rec)) {
+                cc.prior_version = prior->first;
+                cc.prior_value = std::move(prior->second);
+            }
+            f.data = std::move(cc);
+        } else {
+            row_delete d;
+            d.schema = t->def.schema_name();
+            d.table = t->def.name();
+            const auto tr = detail::layout::read_tomb(*rec);
+            d.pk = key_codec::decode(tr.original_pk);
+            d.version = tr.version;
+            f.data = std::move(d);
+        }
+        return f;
+    }
+
+    static void finish_change_set(change_set& cs) {
+        std::stable_sort(cs.changes.begin(), cs.changes.end(),
+                         [](const change& a, const change& b) { return version_of(a) < version_of(b); });
+        std::stable_sort(cs.migrations.begin(), cs.migrations.end(),
+                         [](const auto& a, const auto& b) { return a.version < b.version; });
+        cs.origin = cs.version.site;
+        cs.transaction_id = cs.version.transaction_id();
+    }
+
+    template <class Fn>
+    void update_peer(const crdtsync::site_id& p, Fn&& fn) {
+        run_write([&](write_txn& w, pending&) {
+            const auto key = detail::layout::peer_key(p);
+            peer_state s;
+            if (auto v = w.get(key); v && v->size() == 16)
+                s = {detail::load_be<std::uint64_t>(*v, 0), detail::load_be<std::uint64_t>(*v, 8)};
+            fn(s);
+            std::string v;
+            detail::put_be<std::uint64_t>(v, s.received_up_to);
+            detail::put_be<std::uint64_t>(v, s.sent_up_to);
+            w.put(key, v);
+        });
+    }
+
+    Store& store_;
+    replica_options opts_;
+    hlc_clock<Clock> clock_;
+    mutable Clock physical_;
+    crdtsync::site_id site_;
+    std::uint64_t last_seq_ = 0;
+    std::uint64_t gc_seq_ = 0;
+    std::uint32_t next_table_id_ = 1;
+    std::vector<table_state> tables_;
+    mutable std::size_t last_lookup_ = 0;
+    tomb_cache tomb_;
+    std::string key_buf_, rec_buf_, log_buf_;
+    std::string failing_table_, failing_column_;
+    listener_id next_listener_ = 0;
+    listeners<void(const local_change&)> local_listeners_;
+    listeners<void(const remote_change&)> remote_listeners_;
+    listeners<void(const conflict&)> conflict_listeners_;
+
+public:
+    /// A local write transaction: see `replica::write`.
+    class transaction {
+    public:
+        /// Creates a table, recorded as a `create_table` migration that
+        /// travels to peers. Creating an identical table again does nothing;
+        /// another definition under the same name is a schema_error.
+        void create_table(table_def def) {
+            def.validate();
+            if (auto t = r_.lookup(def.schema_name(), def.name())) {
+                if (t->def == def) return;
+                detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another definition: " + t->def.to_ddl());
+            }
+            schema_migration m;
+            m.type = migration_kind::create_table;
+            m.schema = def.schema_name();
+            m.table = def.name();
+            m.ddl = def.to_ddl();
+            m.version = next_hlc();
+            m.schema_version = 1;
+            (void)r_.put_migration(w_, m);
+            cs_.migrations.push_back(std::move(m));
+        }
+        /// Adds a nullable column to a table (an `add_column` migration).
+        void add_column(std::string_view table, column_def col) {
+            const auto& t = r_.require_table(table);
+            if (!col.nullable) detail::raise(errc::schema, "an added column must be nullable: existing rows have no value for it");
+            if (t.def.find_column(col.name))
+                detail::raise(errc::schema, "table " + t.def.qualified_name() + " already has a column \"" + col.name + "\"");
+            schema_migration m;
+            m.type = migration_kind::add_column;
+            m.schema = t.def.schema_name();
+            m.table = t.def.name();
+            m.ddl = t.def.add_column_to_ddl(col);
+            m.schema_version = t.schema_version + 1;
+            m.version = next_hlc();
+            (void)r_.put_migration(w_, m);
+            cs_.migrations.push_back(std::move(m));
+        }
+
+        /// Inserts a row. Every column is recorded (unset ones as NULL).
+        /// \throws constraint_error when the key exists, a NOT NULL column is
+        /// NULL, or (delete_wins) the key was deleted; schema_error for an
+        /// unknown table or column.
+        void insert(std::string_view table, const row& values) {
+            const auto& t = r_.require_table(table);
+            const auto& cols = t.def.columns();
+            std::vector<value> full(cols.size());
+            for (const auto& [name, v] : values) {
+                const auto i = t.def.column_index(name);
+                full[i] = t.def.coerce(i, v);
+            }
+            insert_full(t, std::move(full));
+        }
+
+        /// Updates the given columns of the row with key `pk`; only values that
+        /// differ are recorded. Changing a key column is a delete of the old
+        /// row and an insert of the new one. Returns false when no such row is
+        /// visible.
+        bool update(std::string_view table, const row_key& pk, const row& changes) {
+            const auto& t = r_.require_table(table);
+            auto [suffix, original] = r_.encode_row(t, pk);
+            auto s = r_.read_row_state(w_, t, suffix);
+            if (!s.visible) return false;
+            std::vector<std::pair<std::size_t, value>> updates;
+            bool key_changes = false, key_respelled = false;
+            for (const auto& [name, v0] : changes) {
+                const auto i = t.def.column_index(name);
+                auto v = t.def.coerce(i, v0);
+                check_null(t, i, v);
+                const value current = s.cells[i] ? s.cells[i]->val : value{};
+                if (current == v) continue;
+                if (t.def.is_key_column(i)) {
+                    if (t.def.key_identity(i, current) == t.def.key_identity(i, v)) key_respelled = true;
+                    else key_changes = true;
+                }
+                updates.emplace_back(i, std::move(v));
+            }
+            if (updates.empty()) return true;
+            if (key_changes) {
+                auto next = r_.to_row(t, s, suffix);
+                std::vector<value> full(t.def.columns().size());
+                for (std::size_t i = 0; i < full.size(); ++i) full[i] = next[t.def.columns()[i].name];
+                for (auto& [i, v] : updates) full[i] = v;
+                erase_row(t, suffix, original, s);
+                insert_full(t, std::move(full));
+                return true;
+            }
+            (void)key_respelled; // a re-spelled key under NOCASE/RTRIM is a plain cell update
+            const auto& new_original = original;
+            for (auto& [i, v] : updates) {
+                const hlc h = next_hlc();
+                column_change cc{t.def.schema_name(), t.def.name(), pk, h, t.def.columns()[i].name, v, std::nullopt, std::nullopt};
+                if (s.cells[i]) {
+                    cc.prior_value = s.cells[i]->val;
+                    cc.prior_version = s.cells[i]->version;
+                }
+                (void)r_.put_cell(w_, t, suffix, new_original, i, v, h, cc.prior_version, cc.prior_value, true, nullptr);
+                cs_.changes.push_back(std::move(cc));
+            }
+            return true;
+        }
+
+        /// Deletes the row with key `pk`. Returns false when no such row is visible.
+        bool erase(std::string_view table, const row_key& pk) {
+            const auto& t = r_.require_table(table);
+            auto [suffix, original] = r_.encode_row(t, pk);
+            auto s = r_.read_row_state(w_, t, suffix);
+            if (!s.visible) return false;
+            erase_row(t, suffix, original, s);
+            return true;
+        }
+
+        /// The visible row with key `pk`, seeing this transaction's own writes.
+        [[nodiscard]] std::optional<row> get(std::string_view table, const row_key& pk) {
+            const auto& t = r_.require_table(table);
+            return r_.read_row(w_, t, r_.encode_row(t, pk).first);
+        }
+        /// Every visible row of `table`, seeing this transaction's own writes.
+        [[nodiscard]] std::vector<row> rows(std::string_view table) {
+            return r_.scan_rows(w_, r_.require_table(table));
+        }
+        /// The table definition (throws schema_error if unknown).
+        [[nodiscard]] const table_def& table(std::string_view name) const { return r_.require_table(name).def; }
+
+    private:
+        friend class replica;
+        transaction(replica& r, write_txn& w, pending& ev) : r_(r), w_(w), ev_(ev) {}
+
+        hlc next_hlc() {
+            if (!ticked_) {
+                base_ = r_.clock_.tick();
+                ticked_ = true;
+            }
+            if (op_ == UINT32_MAX) detail::raise(errc::invalid_argument, "a transaction holds at most 2^32-1 facts");
+            return base_.with_op_seq(op_++);
+        }
+        static void check_null(const table_state& t, std::size_t i, const value& v) {
+            if (v.is_null() && !t.def.columns()[i].nullable)
+                detail::raise(errc::constraint, "column \"" + t.def.columns()[i].name + "\" of table " + t.def.qualified_name() + " is NOT NULL");
+        }
+        void insert_full(const table_state& t, std::vector<value> full) {
+            for (std::size_t i = 0; i < full.size(); ++i) check_null(t, i, full[i]);
+            row_key pk;
+            for (auto k : t.def.key_columns()) pk.push_back(full[k]);
+            auto [suffix, original] = r_.encode_row(t, pk);
+            auto s = r_.read_row_state(w_, t, suffix);
+            if (s.visible) detail::raise(errc::constraint, "table " + t.def.qualified_name() + " already has a row with this primary key");
+            if (s.tomb && r_.opts_.deletes == delete_policy::delete_wins)
+                detail::raise(errc::constraint, "table " + t.def.qualified_name() +
+                                                    ": this primary key was deleted and the delete_wins policy makes deletes final");
+            for (std::size_t i = 0; i < full.size(); ++i) {
+                const hlc h = next_hlc();
+                (void)r_.put_cell(w_, t, suffix, original, i, full[i], h, std::nullopt, std::nullopt, true, nullptr);
+                cs_.changes.push_back(column_change{t.def.schema_name(), t.def.name(), pk, h, t.def.columns()[i].name, full[i], std::nullopt, std::nullopt});
+            }
+        }
+        void erase_row(const table_state& t, const std::string& suffix, const std::string& original, const row_state& s) {
+            const hlc h = next_hlc();
+            row_key prior;
+            const auto r = r_.to_row(t, s, suffix);
+            for (const auto& c : t.def.columns()) prior.push_back(r.at(c.name));
+            row_key pk;
+            for (auto k : t.def.key_columns()) pk.push_back(prior[k]);
+            (void)r_.put_tomb(w_, t, suffix, original, h);
+            cs_.changes.push_back(row_delete{t.def.schema_name(), t.def.name(), std::move(pk), h, std::move(prior)});
+        }
+        void finish() {
+            if (!ticked_) return;
+            r_.finish_change_set_local(cs_, base_);
+            ev_.local.push_back(local_change{std::move(cs_)});
+        }
+
+        replica& r_;
+        write_txn& w_;
+        pending& ev_;
+        hlc base_{};
+        bool ticked_ = false;
+        std::uint32_t op_ = 0;
+        change_set cs_;
+    };
+
+private:
+    static void finish_change_set_local(change_set& cs, const hlc& base) {
+        hlc max = base;
+        for (const auto& c : cs.changes) max = std::max(max, version_of(c));
+        for (const auto& m : cs.migrations) max = std::max(max, m.version);
+        cs.version = max;
+        cs.origin = base.site;
+        cs.transaction_id = base.transaction_id();
+    }
+};
+
+CRDTSYNC_END_NAMESPACE
+} // namespace crdtsync

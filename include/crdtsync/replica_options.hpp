@@ -1,0 +1,58 @@
+#pragma once
+/// \file replica_options.hpp
+/// `replica_options`: every knob of a replica in one struct, and the
+/// `delete_policy` that decides how a row delete meets concurrent writes.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include <crdtsync/hlc_clock.hpp>
+#include <crdtsync/site_id.hpp>
+
+namespace crdtsync {
+CRDTSYNC_BEGIN_NAMESPACE
+
+/// How deletes and writes of one row resolve. Each is a join (order and
+/// duplicates never matter); docs/semantics.md has worked examples.
+enum class delete_policy : std::uint8_t {
+    /// A delete beats every write older than it; an insert (a write of the
+    /// key columns) newer than the delete brings the row back; an update
+    /// never does. The default (like cr-sqlite's causal length).
+    insert_revives,
+    /// A delete is final until its tombstone is pruned; re-inserting a
+    /// deleted key locally is a constraint_error. Quereus's default.
+    delete_wins,
+    /// Any write newer than the delete brings the row back.
+    lww,
+};
+
+[[nodiscard]] constexpr std::string_view to_string(delete_policy p) noexcept {
+    switch (p) {
+    case delete_policy::insert_revives: return "insert_revives";
+    case delete_policy::delete_wins: return "delete_wins";
+    case delete_policy::lww: return "lww";
+    }
+    return "?";
+}
+
+struct replica_options {
+    /// How deletes meet writes. Every replica that syncs together must use the
+    /// same policy.
+    delete_policy deletes = delete_policy::insert_revives;
+    /// A remote HLC further ahead of the local wall clock is rejected.
+    std::chrono::milliseconds max_drift{default_max_drift_ms};
+    /// Tombstones older than this (by local arrival time) may be pruned; a
+    /// peer whose position predates a pruned tombstone must take a snapshot.
+    std::chrono::milliseconds tombstone_retention{std::chrono::hours(24 * 30)};
+    /// Used only when the store holds no site id yet (a new replica); the
+    /// default is a random UUIDv4.
+    std::optional<site_id> site;
+    /// How often a transaction is retried after the store ran out of space
+    /// and grew.
+    unsigned storage_full_retries = 3;
+};
+
+CRDTSYNC_END_NAMESPACE
+} // namespace crdtsync

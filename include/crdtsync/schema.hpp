@@ -1,0 +1,397 @@
+#pragma once
+/// \file schema.hpp
+/// `table_def`: a table's definition (schema name, table name, columns with
+/// types, nullability and collation, a primary key of one or more columns),
+/// its canonical DDL text, and a parser for the DDL subset that travels in
+/// schema migrations (CREATE TABLE, ALTER TABLE ... ADD COLUMN).
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <crdtsync/error.hpp>
+#include <crdtsync/value.hpp>
+
+namespace crdtsync {
+CRDTSYNC_BEGIN_NAMESPACE
+
+/// Declared column type. Values are stored as given, except that an integer
+/// written to a REAL column becomes a real (the Quereus wire sends 2.0 as 2).
+enum class column_type : std::uint8_t { any, integer, real, text, blob, boolean, json };
+
+/// Key collation: how primary-key text values are compared, and so which
+/// keys name the same row. NOCASE folds ASCII letters; RTRIM ignores
+/// trailing spaces.
+enum class collation : std::uint8_t { binary, nocase, rtrim };
+
+[[nodiscard]] constexpr std::string_view to_string(column_type t) noexcept {
+    switch (t) {
+    case column_type::any: return "ANY";
+    case column_type::integer: return "INTEGER";
+    case column_type::real: return "REAL";
+    case column_type::text: return "TEXT";
+    case column_type::blob: return "BLOB";
+    case column_type::boolean: return "BOOLEAN";
+    case column_type::json: return "JSON";
+    }
+    return "ANY";
+}
+[[nodiscard]] constexpr std::string_view to_string(collation c) noexcept {
+    switch (c) {
+    case collation::binary: return "BINARY";
+    case collation::nocase: return "NOCASE";
+    case collation::rtrim: return "RTRIM";
+    }
+    return "BINARY";
+}
+
+struct column_def {
+    std::string name;
+    column_type type = column_type::any;
+    bool nullable = true;
+    collation coll = collation::binary;
+    friend bool operator==(const column_def&, const column_def&) = default;
+};
+
+/// A row for the dynamic API: column name -> value.
+using row = std::map<std::string, value, std::less<>>;
+
+class table_def {
+public:
+    table_def() = default;
+    /// A table `name` in schema `schema_name` (default "main").
+    explicit table_def(std::string name, std::string schema_name = "main")
+        : schema_(std::move(schema_name)), name_(std::move(name)) {
+        if (name_.empty()) detail::raise(errc::schema, "a table needs a name");
+    }
+
+    /// Adds a column (builder style). \throws schema_error on a duplicate name.
+    table_def& column(std::string name, column_type type = column_type::any, bool nullable = true,
+                      collation coll = collation::binary) {
+        if (name.empty()) detail::raise(errc::schema, "table " + qualified_name() + ": a column needs a name");
+        if (find_column(name))
+            detail::raise(errc::schema, "table " + qualified_name() + " already has a column \"" + name + "\"");
+        columns_.push_back(column_def{std::move(name), type, nullable, coll});
+        return *this;
+    }
+    /// Declares the primary key (column names, in key order). Key columns
+    /// become NOT NULL. \throws schema_error on an unknown or repeated column.
+    table_def& primary_key(std::vector<std::string> names) {
+        key_.clear();
+        for (const auto& n : names) {
+            auto i = find_column(n);
+            if (!i) detail::raise(errc::schema, "table " + qualified_name() + ": primary key column \"" + n + "\" is not a column");
+            if (std::find(key_.begin(), key_.end(), *i) != key_.end())
+                detail::raise(errc::schema, "table " + qualified_name() + ": primary key repeats \"" + n + "\"");
+            key_.push_back(*i);
+            columns_[*i].nullable = false;
+        }
+        return *this;
+    }
+
+    [[nodiscard]] const std::string& schema_name() const noexcept { return schema_; }
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    /// `schema.name`
+    [[nodiscard]] std::string qualified_name() const { return schema_ + "." + name_; }
+    [[nodiscard]] const std::vector<column_def>& columns() const noexcept { return columns_; }
+    /// Indexes into columns(), in key order.
+    [[nodiscard]] const std::vector<std::size_t>& key_columns() const noexcept { return key_; }
+    [[nodiscard]] bool is_key_column(std::size_t i) const noexcept {
+        return std::find(key_.begin(), key_.end(), i) != key_.end();
+    }
+    [[nodiscard]] std::optional<std::size_t> find_column(std::string_view n) const noexcept {
+        for (std::size_t i = 0; i < columns_.size(); ++i)
+            if (columns_[i].name == n) return i;
+        return std::nullopt;
+    }
+    /// \throws schema_error (`errc::unknown_column`) naming the table.
+    [[nodiscard]] std::size_t column_index(std::string_view n) const {
+        if (auto i = find_column(n)) return *i;
+        detail::raise(errc::unknown_column, "table " + qualified_name() + " has no column \"" + std::string(n) + "\"");
+    }
+
+    /// Checks the definition is usable: at least one column and a primary key.
+    void validate() const {
+        if (columns_.empty()) detail::raise(errc::schema, "table " + qualified_name() + " has no columns");
+        if (key_.empty()) detail::raise(errc::schema, "table " + qualified_name() + " has no primary key");
+    }
+
+    /// The value as stored in column `i`: an integer in a REAL column becomes a real.
+    [[nodiscard]] value coerce(std::size_t i, value v) const {
+        if (columns_[i].type == column_type::real) {
+            if (auto p = v.get_if<std::int64_t>()) return value{static_cast<double>(*p)};
+        }
+        return v;
+    }
+    /// The value that decides key identity under column `i`'s collation.
+    [[nodiscard]] value key_identity(std::size_t i, value v) const {
+        const auto c = columns_[i].coll;
+        if (c == collation::binary) return v;
+        auto p = v.get_if<std::string>();
+        if (!p) return v;
+        std::string s = *p;
+        if (c == collation::nocase) {
+            for (auto& ch : s)
+                if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+        } else {
+            while (!s.empty() && s.back() == ' ') s.pop_back();
+        }
+        return value{std::move(s)};
+    }
+    /// True when some key column has a non-BINARY collation.
+    [[nodiscard]] bool folds_keys() const noexcept {
+        return std::any_of(key_.begin(), key_.end(),
+                           [&](std::size_t i) { return columns_[i].coll != collation::binary; });
+    }
+
+    /// The canonical DDL, in the form Quereus writes:
+    /// `CREATE TABLE "main"."t" ("id" INTEGER NOT NULL PRIMARY KEY, "x" TEXT NULL) USING store`.
+    [[nodiscard]] std::string to_ddl() const {
+        std::string out = "CREATE TABLE " + quote(schema_) + "." + quote(name_) + " (";
+        for (std::size_t i = 0; i < columns_.size(); ++i) {
+            if (i) out += ", ";
+            out += column_ddl(columns_[i]);
+            if (key_.size() == 1 && key_[0] == i) out += " PRIMARY KEY";
+        }
+        if (key_.size() > 1) {
+            out += ", PRIMARY KEY (";
+            for (std::size_t k = 0; k < key_.size(); ++k) out += (k ? ", " : "") + quote(columns_[key_[k]].name);
+            out += ")";
+        }
+        return out + ") USING store";
+    }
+    [[nodiscard]] static std::string column_ddl(const column_def& c) {
+        std::string out = quote(c.name) + " " + std::string(to_string(c.type)) + (c.nullable ? " NULL" : " NOT NULL");
+        if (c.coll != collation::binary) out += " COLLATE " + std::string(to_string(c.coll));
+        return out;
+    }
+
+    /// Parses `CREATE TABLE [IF NOT EXISTS] [schema.]name (columns [, PRIMARY KEY (...)]) [USING module]`.
+    /// Columns without NULL / NOT NULL are NOT NULL, as in Quereus.
+    /// \throws schema_error (`errc::schema`) with the position of the problem.
+    [[nodiscard]] static table_def from_ddl(std::string_view ddl) {
+        lexer lx{ddl};
+        lx.expect_word("CREATE");
+        lx.expect_word("TABLE");
+        if (lx.accept_word("IF")) { lx.expect_word("NOT"); lx.expect_word("EXISTS"); }
+        auto [schema, name] = lx.qualified_name();
+        table_def t{name, schema.empty() ? "main" : schema};
+        lx.expect('(');
+        std::vector<std::string> key;
+        do {
+            if (lx.peek_word("PRIMARY")) {
+                lx.expect_word("PRIMARY");
+                lx.expect_word("KEY");
+                lx.expect('(');
+                do {
+                    key.push_back(lx.identifier());
+                    (void)(lx.accept_word("ASC") || lx.accept_word("DESC"));
+                } while (lx.accept(','));
+                lx.expect(')');
+            } else {
+                bool is_key = false;
+                t.columns_.push_back(parse_column(lx, is_key, t.qualified_name()));
+                if (t.find_column(t.columns_.back().name) != t.columns_.size() - 1)
+                    lx.fail("duplicate column \"" + t.columns_.back().name + "\"");
+                if (is_key) key.push_back(t.columns_.back().name);
+            }
+        } while (lx.accept(','));
+        lx.expect(')');
+        if (lx.accept_word("USING")) {
+            (void)lx.identifier();
+            if (lx.accept('(')) lx.skip_balanced();
+        }
+        lx.expect_end();
+        t.primary_key(key);
+        t.validate();
+        return t;
+    }
+
+    /// Parses `ALTER TABLE [schema.]name ADD [COLUMN] column-definition`;
+    /// returns the qualified table name parts and the new column.
+    struct add_column_ddl {
+        std::string schema, table;
+        column_def column;
+    };
+    [[nodiscard]] static add_column_ddl parse_add_column(std::string_view ddl) {
+        lexer lx{ddl};
+        lx.expect_word("ALTER");
+        lx.expect_word("TABLE");
+        auto [schema, name] = lx.qualified_name();
+        lx.expect_word("ADD");
+        (void)lx.accept_word("COLUMN");
+        bool is_key = false;
+        add_column_ddl out{schema.empty() ? "main" : schema, name, parse_column(lx, is_key, name)};
+        if (is_key) lx.fail("an added column cannot be part of the primary key");
+        lx.expect_end();
+        return out;
+    }
+    /// `ALTER TABLE "schema"."name" ADD COLUMN <column ddl>`
+    [[nodiscard]] std::string add_column_to_ddl(const column_def& c) const {
+        return "ALTER TABLE " + quote(schema_) + "." + quote(name_) + " ADD COLUMN " + column_ddl(c);
+    }
+    /// Appends a column (used when applying ADD COLUMN).
+    void append_column(column_def c) {
+        if (find_column(c.name))
+            detail::raise(errc::schema, "table " + qualified_name() + " already has a column \"" + c.name + "\"");
+        columns_.push_back(std::move(c));
+    }
+
+    friend bool operator==(const table_def&, const table_def&) = default;
+
+    [[nodiscard]] static std::string quote(std::string_view id) {
+        std::string out = "\"";
+        for (char c : id) { if (c == '"') out += '"'; out += c; }
+        return out + "\"";
+    }
+
+private:
+    struct lexer {
+        std::string_view s;
+        std::size_t pos = 0;
+
+        [[noreturn]] void fail(const std::string& why) const {
+            detail::raise(errc::schema, "DDL: " + why + " at offset " + std::to_string(pos) + " in \"" +
+                                            std::string(s.substr(0, 200)) + "\"");
+        }
+        void ws() { while (pos < s.size() && std::isspace(static_cast<unsigned char>(s[pos]))) ++pos; }
+        bool accept(char c) { ws(); if (pos < s.size() && s[pos] == c) { ++pos; return true; } return false; }
+        void expect(char c) { if (!accept(c)) fail(std::string("expected '") + c + "'"); }
+        void expect_end() { ws(); if (pos != s.size()) fail("unexpected trailing text"); }
+        std::string bare_word() {
+            ws();
+            std::size_t b = pos;
+            while (pos < s.size() && (std::isalnum(static_cast<unsigned char>(s[pos])) || s[pos] == '_')) ++pos;
+            return std::string(s.substr(b, pos - b));
+        }
+        static bool iequal(std::string_view a, std::string_view b) {
+            return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                       return std::toupper(static_cast<unsigned char>(x)) == std::toupper(static_cast<unsigned char>(y));
+                   });
+        }
+        bool peek_word(std::string_view w) {
+            auto save = pos;
+            auto got = bare_word();
+            pos = save;
+            return iequal(got, w);
+        }
+        bool accept_word(std::string_view w) {
+            auto save = pos;
+            if (iequal(bare_word(), w)) return true;
+            pos = save;
+            return false;
+        }
+        void expect_word(std::string_view w) { if (!accept_word(w)) fail("expected " + std::string(w)); }
+        std::string identifier() {
+            ws();
+            if (pos < s.size() && (s[pos] == '"' || s[pos] == '`' || s[pos] == '[')) {
+                const char close = s[pos] == '[' ? ']' : s[pos];
+                ++pos;
+                std::string out;
+                for (;;) {
+                    if (pos >= s.size()) fail("unterminated quoted identifier");
+                    if (s[pos] == close) {
+                        if (close != ']' && pos + 1 < s.size() && s[pos + 1] == close) { out += close; pos += 2; continue; }
+                        ++pos;
+                        return out;
+                    }
+                    out += s[pos++];
+                }
+            }
+            auto w = bare_word();
+            if (w.empty()) fail("expected an identifier");
+            return w;
+        }
+        std::pair<std::string, std::string> qualified_name() {
+            auto first = identifier();
+            if (accept('.')) return {first, identifier()};
+            return {"", first};
+        }
+        void skip_balanced() {
+            int depth = 1;
+            while (pos < s.size() && depth > 0) {
+                if (s[pos] == '(') ++depth;
+                else if (s[pos] == ')') --depth;
+                ++pos;
+            }
+            if (depth) fail("unbalanced parentheses");
+        }
+        bool at_column_end() { ws(); return pos >= s.size() || s[pos] == ',' || s[pos] == ')'; }
+    };
+
+    static column_type type_from_name(std::string name) {
+        for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        if (name.empty() || name == "ANY") return column_type::any;
+        if (name == "BOOLEAN" || name == "BOOL") return column_type::boolean;
+        if (name == "JSON") return column_type::json;
+        if (name.find("INT") != std::string::npos) return column_type::integer;
+        if (name.find("CHAR") != std::string::npos || name.find("CLOB") != std::string::npos ||
+            name.find("TEXT") != std::string::npos) return column_type::text;
+        if (name.find("BLOB") != std::string::npos) return column_type::blob;
+        if (name.find("REAL") != std::string::npos || name.find("FLOA") != std::string::npos ||
+            name.find("DOUB") != std::string::npos) return column_type::real;
+        return column_type::any;
+    }
+
+    static column_def parse_column(lexer& lx, bool& is_key, const std::string& table) {
+        column_def c;
+        c.name = lx.identifier();
+        c.nullable = false; // Quereus: NOT NULL unless declared NULL
+        static constexpr std::string_view constraint_words[] = {"NULL", "NOT", "PRIMARY", "COLLATE", "DEFAULT", "UNIQUE", "CHECK"};
+        auto is_constraint = [&] {
+            for (auto w : constraint_words) if (lx.peek_word(w)) return true;
+            return false;
+        };
+        if (!lx.at_column_end() && !is_constraint()) {
+            c.type = type_from_name(lx.bare_word());
+            if (lx.accept('(')) lx.skip_balanced(); // VARCHAR(20)
+        }
+        while (!lx.at_column_end()) {
+            if (lx.accept_word("NULL")) c.nullable = true;
+            else if (lx.accept_word("NOT")) { lx.expect_word("NULL"); c.nullable = false; }
+            else if (lx.accept_word("PRIMARY")) {
+                lx.expect_word("KEY");
+                (void)(lx.accept_word("ASC") || lx.accept_word("DESC"));
+                is_key = true;
+            } else if (lx.accept_word("COLLATE")) {
+                auto n = lx.identifier();
+                if (lexer::iequal(n, "NOCASE")) c.coll = collation::nocase;
+                else if (lexer::iequal(n, "RTRIM")) c.coll = collation::rtrim;
+                else if (lexer::iequal(n, "BINARY")) c.coll = collation::binary;
+                else lx.fail("unknown collation \"" + n + "\" in table " + table);
+            } else if (lx.accept_word("DEFAULT") || lx.accept_word("CHECK")) {
+                // Defaults and checks do not change replication; skip one term.
+                if (lx.accept('(')) lx.skip_balanced();
+                else {
+                    lx.ws();
+                    if (lx.pos < lx.s.size() && lx.s[lx.pos] == '\'') {
+                        ++lx.pos;
+                        while (lx.pos < lx.s.size() && !(lx.s[lx.pos] == '\'' && (lx.pos + 1 >= lx.s.size() || lx.s[lx.pos + 1] != '\''))) lx.pos += lx.s[lx.pos] == '\'' ? 2 : 1;
+                        ++lx.pos;
+                    } else {
+                        (void)lx.accept('-');
+                        if (lx.bare_word().empty()) lx.fail("expected a default value");
+                        if (lx.accept('.')) (void)lx.bare_word();
+                    }
+                }
+            } else if (lx.accept_word("UNIQUE")) {
+            } else {
+                lx.fail("unexpected text in the definition of column \"" + c.name + "\"");
+            }
+        }
+        return c;
+    }
+
+    std::string schema_ = "main";
+    std::string name_;
+    std::vector<column_def> columns_;
+    std::vector<std::size_t> key_;
+};
+
+CRDTSYNC_END_NAMESPACE
+} // namespace crdtsync
