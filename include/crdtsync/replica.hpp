@@ -40,6 +40,9 @@
 namespace crdtsync {
 CRDTSYNC_BEGIN_NAMESPACE
 
+template <class T> struct key_spec;
+template <class Replica, class T> class typed_table;
+
 /// What a peer has exchanged with this replica, in each side's own local
 /// sequence. Persisted; updated only by explicit calls.
 struct peer_state {
@@ -111,6 +114,12 @@ public:
     void create_table(const table_def& def) {
         write([&](transaction& tx) { tx.create_table(def); });
     }
+
+    /// A typed table of structs reflected with Boost.Hana, created when the
+    /// replica lacks it; a struct that does not fit the live table is a
+    /// schema_error (`errc::schema_mismatch`). Defined in <crdtsync/table.hpp>.
+    template <class T>
+    [[nodiscard]] typed_table<replica, T> table(std::string name, const key_spec<T>& key);
 
     // ---------------------------------------------------------------- local writes
 
@@ -724,6 +733,8 @@ private:
             if (h <= hdr.version) {
                 if (h == hdr.version || local) return outcome::skipped;
                 auto lv = detail::layout::read_cell_value(*existing);
+                // Our value overwrote exactly the incoming one: no conflict.
+                if (auto lp = detail::layout::read_cell_prior(*existing); lp && lp->first == h) return outcome::skipped;
                 if (!is_conflict(hdr.version, lv, h, v, prior)) return outcome::skipped;
                 if (c) *c = conflict{{}, {}, {}, {}, std::move(lv), hdr.version, v, h, conflict_winner::local};
                 return outcome::conflict_local;
