@@ -548,6 +548,7 @@ private:
     template <class Body>
     void run_write(Body&& body) {
         for (unsigned attempt = 0;; ++attempt) {
+            tomb_ = {}; // the cache never outlives a transaction
             pending ev;
             std::exception_ptr failure;
             bool storage_full = false;
