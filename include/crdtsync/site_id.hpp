@@ -29,13 +29,18 @@ public:
     constexpr site_id() noexcept = default;
     constexpr explicit site_id(const bytes_type& b) noexcept : bytes_(b) {}
 
-    /// A fresh random UUIDv4 (version nibble 4, variant bits 10).
+    /// A fresh random UUIDv4 (version nibble 4, variant bits 10): 122 bits
+    /// from the operating system's random source.
     [[nodiscard]] static site_id generate() {
-        static thread_local std::mt19937_64 rng{seed()};
+        // Every id is drawn from std::random_device itself rather than from a
+        // seeded engine: an engine holds state that fork() copies (parent and
+        // child would then make the same next id) and carries no more entropy
+        // than its seed.
+        std::random_device rd;
         bytes_type b{};
-        for (std::size_t i = 0; i < size; i += 8) {
-            const std::uint64_t r = rng();
-            for (std::size_t j = 0; j < 8; ++j) b[i + j] = static_cast<std::uint8_t>(r >> (8 * j));
+        for (std::size_t i = 0; i < size; i += 4) {
+            const std::uint32_t r = static_cast<std::uint32_t>(rd());
+            for (std::size_t j = 0; j < 4; ++j) b[i + j] = static_cast<std::uint8_t>(r >> (8 * j));
         }
         b[6] = static_cast<std::uint8_t>((b[6] & 0x0F) | 0x40);
         b[8] = static_cast<std::uint8_t>((b[8] & 0x3F) | 0x80);
@@ -95,10 +100,6 @@ public:
     friend constexpr bool operator==(const site_id&, const site_id&) noexcept = default;
 
 private:
-    static std::uint64_t seed() {
-        std::random_device rd;
-        return (std::uint64_t(rd()) << 32) ^ rd();
-    }
     bytes_type bytes_{};
 };
 
