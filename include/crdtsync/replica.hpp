@@ -711,10 +711,14 @@ private:
         return tomb_;
     }
 
+    // Two writes conflict when different sites wrote different values and the
+    // later writer had not overwritten a version at least as new as the other
+    // write (its prior). Without a prior (Quereus sends none) any different
+    // value from another site counts.
     static bool is_conflict(const hlc& local_h, const value& local_v, const hlc& remote_h, const value& remote_v,
                             const std::optional<hlc>& remote_prior) {
-        if (local_h.site == remote_h.site) return false;       // one writer's own sequence
-        if (remote_prior && *remote_prior == local_h) return false; // the writer saw our value
+        if (local_h.site == remote_h.site) return false;             // one writer's own sequence
+        if (remote_prior && *remote_prior >= local_h) return false; // the writer overwrote ours (or newer)
         return !(local_v == remote_v);
     }
 
@@ -735,12 +739,12 @@ private:
                 if (h == hdr.version || local) return outcome::skipped;
                 auto lv = detail::layout::read_cell_value(*existing);
                 // Our value overwrote exactly the incoming one: no conflict.
-                if (auto lp = detail::layout::read_cell_prior(*existing); lp && lp->first == h) return outcome::skipped;
+                if (auto lp = detail::layout::read_cell_prior(*existing); lp && lp->first >= h) return outcome::skipped;
                 if (!is_conflict(hdr.version, lv, h, v, prior)) return outcome::skipped;
                 if (c) *c = conflict{{}, {}, {}, {}, std::move(lv), hdr.version, v, h, conflict_winner::local};
                 return outcome::conflict_local;
             }
-            if (!local && hdr.version.site != h.site && !(prior && *prior == hdr.version)) {
+            if (!local && hdr.version.site != h.site && !(prior && *prior >= hdr.version)) {
                 auto lv = detail::layout::read_cell_value(*existing);
                 if (!(lv == v)) {
                     if (c) *c = conflict{{}, {}, {}, {}, std::move(lv), hdr.version, v, h, conflict_winner::remote};
@@ -836,7 +840,9 @@ private:
             if (auto t = lookup(def.schema_name(), def.name())) existing = &t->def;
             for (const auto& c : created)
                 if (c.qualified_name() == def.qualified_name()) existing = &c;
-            if (existing && !(*existing == def))
+            // The live table may have grown by ADD COLUMN since this
+            // creation: every created column must be live, unchanged.
+            if (existing && !extends(*existing, def))
                 detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another definition: " +
                                                 existing->to_ddl());
             if (!existing) created.push_back(std::move(def));
@@ -861,6 +867,14 @@ private:
         }
         detail::raise(errc::schema, std::string("schema migration \"") + std::string(to_string(m.type)) +
                                         "\" is not supported by this version of crdtsync");
+    }
+
+    /// True when `live` is `created` plus columns added later.
+    static bool extends(const table_def& live, const table_def& created) {
+        if (live.columns().size() < created.columns().size()) return false;
+        for (std::size_t i = 0; i < created.columns().size(); ++i)
+            if (!(live.columns()[i] == created.columns()[i])) return false;
+        return live.key_columns() == created.key_columns();
     }
 
     // ================================================================ merge
