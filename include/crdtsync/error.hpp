@@ -66,14 +66,22 @@ enum class errc : int {
 class error : public std::runtime_error {
 public:
     error(errc code, const std::string& message)
-        : std::runtime_error("crdtsync: " + std::string(to_string(code)) + ": " + message),
-          code_(code), message_(message) {}
+        : std::runtime_error(compose(code, message)), code_(code), message_(message) {}
     /// The stable code.
     [[nodiscard]] errc code() const noexcept { return code_; }
     /// The message without the prefix.
     [[nodiscard]] const std::string& message() const noexcept { return message_; }
 
 private:
+    // Appends rather than chaining operator+, which trips g++ 12's spurious
+    // -Wrestrict (GCC bug 105329).
+    static std::string compose(errc code, const std::string& message) {
+        std::string out = "crdtsync: ";
+        out.append(to_string(code));
+        out.append(": ");
+        out.append(message);
+        return out;
+    }
     errc code_;
     std::string message_;
 };

@@ -575,12 +575,18 @@ private:
     }
 
     void fire(pending& ev) {
-        for (const auto& e : ev.local)
-            for (auto& [id, fn] : local_listeners_) fn(e);
-        for (const auto& e : ev.remote)
-            for (auto& [id, fn] : remote_listeners_) fn(e);
-        for (const auto& e : ev.conflicts)
-            for (auto& [id, fn] : conflict_listeners_) fn(e);
+        for (const auto& e : ev.local) notify(local_listeners_, e);
+        for (const auto& e : ev.remote) notify(remote_listeners_, e);
+        for (const auto& e : ev.conflicts) notify(conflict_listeners_, e);
+    }
+    // A listener may add or remove listeners (itself too) while it is called:
+    // iterate over a copy, and skip those removed meanwhile.
+    template <class L, class E>
+    static void notify(const L& list, const E& e) {
+        if (list.empty()) return;
+        const L snapshot = list;
+        for (const auto& [id, fn] : snapshot)
+            if (std::any_of(list.begin(), list.end(), [&](const auto& l) { return l.first == id; })) fn(e);
     }
 
     // ================================================================ rows and keys
@@ -833,7 +839,7 @@ private:
 
     /// Checks a migration can apply on top of `schema` (the live tables plus
     /// those created earlier in the same change set). Throws on a problem.
-    void validate_migration(const schema_migration& m, std::vector<table_def>& created) const {
+    void validate_migration(const schema_migration& m, std::vector<table_def>& created) {
         if (m.type == migration_kind::create_table) {
             auto def = table_def::from_ddl(m.ddl);
             const table_def* existing = nullptr;
@@ -854,7 +860,10 @@ private:
             if (auto t = lookup(add.schema, add.table)) def = &t->def;
             for (auto& c : created)
                 if (c.schema_name() == add.schema && c.name() == add.table) def = &c;
-            if (!def) detail::raise(errc::unknown_table, "ADD COLUMN for unknown table " + add.schema + "." + add.table);
+            if (!def) {
+                failing_table_ = add.schema + "." + add.table; // reported in the rejection
+                detail::raise(errc::unknown_table, "ADD COLUMN for unknown table " + failing_table_);
+            }
             if (auto i = def->find_column(add.column.name)) {
                 if (!(def->columns()[*i] == add.column))
                     detail::raise(errc::schema, "table " + def->qualified_name() + " already has column \"" + add.column.name +
@@ -882,6 +891,8 @@ private:
     void apply_one(write_txn& w, const change_set& cs, apply_result& result, pending& ev) {
         // 1. Validate everything before writing anything.
         std::vector<table_def> created;
+        failing_table_.clear(); // set by the check that fails, never left from an earlier set
+        failing_column_.clear();
         try {
             clock_.check_drift(cs.version);
             for (const auto& m : cs.migrations) {

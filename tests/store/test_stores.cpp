@@ -1,0 +1,699 @@
+// The store models: the conformance laws over each, and what is particular
+// to each (memory: version bookkeeping; LMDB: map growth, reopening, sync
+// modes, key limits, errors; the fault-injecting decorator).
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <crdtsync/backends/memory.hpp>
+#include <crdtsync/error.hpp>
+#include <crdtsync/store.hpp>
+#if defined(CRDTSYNC_TEST_LMDB)
+#include <crdtsync/backends/lmdb.hpp>
+#endif
+
+#include <examples/custom_store.hpp>
+#include <laws/faulty_store.hpp>
+#include <laws/store_laws.hpp>
+
+#include <stdlib.h> // mkdtemp
+
+using crdtsync::testing::laws::commit_all;
+using crdtsync::testing::laws::entries;
+using crdtsync::testing::laws::numbered;
+using crdtsync::testing::laws::owned;
+using crdtsync::testing::laws::scan_all;
+
+namespace store_tests {
+
+/// A fresh temporary directory, removed with its contents at the end.
+class temp_dir {
+public:
+    temp_dir() {
+        auto pattern = (std::filesystem::temp_directory_path() / "crdtsync-store-XXXXXX").string();
+        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
+        path_ = pattern;
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+// ---------------------------------------------------------------- factories
+
+struct memory_factory {
+    using store_type = crdtsync::memory_store;
+    static constexpr bool persistent = false;
+    std::unique_ptr<store_type> open() { return std::make_unique<store_type>(); }
+};
+
+struct custom_factory {
+    using store_type = example::custom_store;
+    static constexpr bool persistent = false;
+    std::unique_ptr<store_type> open() { return std::make_unique<store_type>(); }
+};
+
+/// The decorator with no fault armed must be indistinguishable from its store.
+struct faulty_memory_factory {
+    using store_type = crdtsync::testing::faulty_store<crdtsync::memory_store>;
+    static constexpr bool persistent = false;
+    std::unique_ptr<store_type> open() { return std::make_unique<store_type>(); }
+};
+
+#if defined(CRDTSYNC_TEST_LMDB)
+/// Real LMDB files in a fresh directory per test, with the default options
+/// (durable commits).
+struct lmdb_factory {
+    using store_type = crdtsync::lmdb_store;
+    static constexpr bool persistent = true;
+    temp_dir dir;
+    int opened = 0;
+    [[nodiscard]] std::string path() const { return (dir.path() / (numbered("store-", opened) + ".mdb")).string(); }
+    std::unique_ptr<store_type> open() {
+        ++opened;
+        return std::make_unique<store_type>(path());
+    }
+    std::unique_ptr<store_type> reopen() { return std::make_unique<store_type>(path()); }
+};
+
+/// The same over an LMDB store behind the fault decorator.
+struct faulty_lmdb_factory {
+    using store_type = crdtsync::testing::faulty_store<crdtsync::lmdb_store>;
+    static constexpr bool persistent = true;
+    temp_dir dir;
+    [[nodiscard]] std::string path() const { return (dir.path() / "faulty.mdb").string(); }
+    std::unique_ptr<store_type> open() {
+        std::filesystem::remove(path());
+        std::filesystem::remove(path() + "-lock");
+        return std::make_unique<store_type>(path());
+    }
+    std::unique_ptr<store_type> reopen() { return std::make_unique<store_type>(path()); }
+};
+#endif
+
+} // namespace store_tests
+
+TYPE_TO_STRING(store_tests::memory_factory);
+TYPE_TO_STRING(store_tests::custom_factory);
+TYPE_TO_STRING(store_tests::faulty_memory_factory);
+
+CRDTSYNC_STORE_LAWS(store_tests::memory_factory, store_tests::custom_factory, store_tests::faulty_memory_factory);
+
+#if defined(CRDTSYNC_TEST_LMDB)
+TYPE_TO_STRING(store_tests::lmdb_factory);
+TYPE_TO_STRING(store_tests::faulty_lmdb_factory);
+CRDTSYNC_STORE_LAWS(store_tests::lmdb_factory, store_tests::faulty_lmdb_factory);
+#endif
+
+// ------------------------------------------------------- every model alike
+
+TEST_CASE_TEMPLATE_DEFINE("stores: one write transaction at a time", F, store_single_writer) {
+    F factory;
+    auto store = factory.open();
+    {
+        auto w = store->write();
+        w.put("k", "v");
+        try {
+            auto second = store->write();
+            FAIL("a second write transaction was opened");
+        } catch (const crdtsync::usage_error& e) {
+            CHECK(e.code() == crdtsync::errc::invalid_argument);
+        }
+        w.commit(); // the refusal did not disturb the first writer
+    }
+    auto w = store->write(); // free again after commit
+    CHECK(owned(w.get("k")) == "v");
+}
+
+TEST_CASE_TEMPLATE_DEFINE("stores: an ended transaction refuses use; abort() again is harmless", F, store_ended) {
+    F factory;
+    auto store = factory.open();
+    auto w = store->write();
+    w.put("k", "v");
+    w.commit();
+    CHECK_NOTHROW(w.abort());
+    CHECK_THROWS_AS(w.commit(), crdtsync::usage_error);
+    CHECK_THROWS_AS(w.put("x", "y"), crdtsync::usage_error);
+    CHECK_THROWS_AS((void)w.get("k"), crdtsync::usage_error);
+    auto moved_from = store->read();
+    auto holder = std::move(moved_from);
+    CHECK(owned(holder.get("k")) == "v");
+    CHECK_THROWS_AS((void)moved_from.get("k"), crdtsync::usage_error); // NOLINT(bugprone-use-after-move)
+}
+
+TEST_CASE_TEMPLATE_INVOKE(store_single_writer, store_tests::memory_factory, store_tests::custom_factory,
+                          store_tests::faulty_memory_factory);
+TEST_CASE_TEMPLATE_INVOKE(store_ended, store_tests::memory_factory);
+#if defined(CRDTSYNC_TEST_LMDB)
+TEST_CASE_TEMPLATE_INVOKE(store_single_writer, store_tests::lmdb_factory);
+TEST_CASE_TEMPLATE_INVOKE(store_ended, store_tests::lmdb_factory);
+#endif
+
+// --------------------------------------------------------------- memory
+
+TEST_CASE("memory_store: old versions are kept only while a reader needs them") {
+    crdtsync::memory_store store;
+    commit_all(store, {{"a", "1"}, {"b", "2"}, {"c", "3"}});
+    CHECK(store.stats().retained_versions == 0);
+    CHECK(store.stats().nodes == 3);
+    {
+        // No reader open: overwriting and erasing keep nothing.
+        auto w = store.write();
+        w.put("a", "1'");
+        CHECK(w.erase("b"));
+        w.commit();
+    }
+    CHECK(store.stats().retained_versions == 0);
+    CHECK(store.stats().nodes == 2); // the erased key's node is gone
+
+    std::optional<crdtsync::memory_store::read_txn> old_reader{store.read()};
+    for (int i = 0; i < 10; ++i) {
+        auto w = store.write();
+        w.put("a", numbered("v", i));
+        if (i == 0) CHECK(w.erase("c"));
+        w.put(numbered("n", i), "new");
+        w.commit();
+    }
+    // The reader sees one old version of "a" and of "c", whatever came after.
+    CHECK(store.stats().retained_versions == 2);
+    CHECK(owned(old_reader->get("a")) == "1'");
+    CHECK(owned(old_reader->get("c")) == "3");
+    CHECK(store.stats().open_readers == 1);
+
+    auto newer = store.read();
+    {
+        auto w = store.write();
+        w.put("a", "latest");
+        w.commit();
+    }
+    CHECK(store.stats().retained_versions == 3); // plus "a" as `newer` sees it
+    old_reader.reset();
+    CHECK(store.stats().retained_versions == 1); // only what `newer` needs
+    CHECK(owned(newer.get("a")) == "v9");
+    CHECK_FALSE(newer.get("c").has_value());
+    {
+        auto finished = std::move(newer);
+    }
+    CHECK(store.stats().retained_versions == 0);
+    CHECK(store.stats().open_readers == 0);
+    CHECK(store.stats().nodes == 11); // "a" and n0..n9: erased "c" left no node
+}
+
+TEST_CASE("memory_store: aborting restores the versions readers see") {
+    crdtsync::memory_store store;
+    commit_all(store, {{"k", "committed"}});
+    auto r = store.read();
+    const auto view = r.get("k");
+    {
+        auto w = store.write();
+        w.put("k", "pending");
+        CHECK(w.erase("k"));
+        w.put("fresh", "x");
+        auto during = store.read();
+        CHECK(owned(during.get("k")) == "committed");
+        CHECK_FALSE(during.get("fresh").has_value());
+    } // aborted
+    CHECK(*view == "committed");
+    CHECK(store.stats().nodes == 1);
+    CHECK(store.stats().retained_versions == 0);
+}
+
+TEST_CASE("memory_store: commit and abort inside the transaction's own scan are refused") {
+    crdtsync::memory_store store;
+    commit_all(store, {{"a", "1"}, {"b", "2"}});
+    auto w = store.write();
+    int calls = 0;
+    w.scan("", "", [&](std::string_view, std::string_view) {
+        ++calls;
+        CHECK_THROWS_AS(w.commit(), crdtsync::usage_error);
+        CHECK_THROWS_AS(w.abort(), crdtsync::usage_error);
+        return true;
+    });
+    CHECK(calls == 2);
+    w.commit(); // fine once the scan is over
+    CHECK(scan_all(store.read()).size() == 2);
+}
+
+TEST_CASE("memory_store: a large store stays ordered and consistent") {
+    crdtsync::memory_store store;
+    // Keys inserted out of order, in ascending runs, and appended, to go
+    // through every insertion path.
+    std::vector<std::string> keys;
+    for (int i = 0; i < 3000; ++i) keys.push_back(numbered("r", 100000 + (i * 7919) % 3000));
+    for (int i = 0; i < 3000; ++i) keys.push_back(numbered("s", 100000 + i));
+    for (int i = 0; i < 3000; ++i) keys.push_back(numbered("m", 100000 + i));
+    {
+        auto w = store.write();
+        for (const auto& k : keys) w.put(k, k);
+        w.commit();
+    }
+    auto r = store.read();
+    const auto all = scan_all(r);
+    REQUIRE(all.size() == keys.size());
+    for (std::size_t i = 1; i < all.size(); ++i) CHECK(all[i - 1].first < all[i].first);
+    for (const auto& k : keys) CHECK(owned(r.get(k)) == k);
+    {
+        auto w = store.write();
+        for (std::size_t i = 0; i < keys.size(); i += 2) CHECK(w.erase(keys[i]));
+        w.commit();
+    }
+    CHECK(scan_all(r).size() == keys.size()); // the old reader still sees all
+    CHECK(scan_all(store.read()).size() == keys.size() / 2);
+}
+
+TEST_CASE("memory_store: interleaved ascending runs with erases and aborts match a std::map") {
+    // The access pattern of a replica's merge (rows' cells in key order, the
+    // change log by sequence number, old log entries erased) mixed with
+    // random keys, to drive every lookup and insertion path of the store.
+    using crdtsync::testing::laws::model;
+    using crdtsync::testing::laws::model_range;
+    crdtsync::memory_store store;
+    model committed;
+    std::mt19937 rng(99);
+    auto pick = [&](unsigned n) { return static_cast<unsigned>(rng() % n); };
+    int cell = 0, log = 0, erased_log = 0;
+    for (int round = 0; round < 200; ++round) {
+        model pending = committed;
+        auto w = store.write();
+        for (int op = 0; op < 60; ++op) {
+            std::string key;
+            switch (pick(6)) {
+            case 0: key = numbered("c", 100000 + (cell += 1 + static_cast<int>(pick(3)))); break;
+            case 1: key = numbered("l", 100000 + ++log); break;
+            case 2: key = numbered("c", 100000 + static_cast<int>(pick(static_cast<unsigned>(cell + 1)))); break;
+            case 3: key = numbered("m", pick(50)); break;
+            case 4: key = numbered("l", 100000 + (erased_log < log ? ++erased_log : log)); break;
+            default: key = numbered("c", 100000 + cell) + "x"; break;
+            }
+            const auto it = pending.find(key);
+            CHECK(owned(w.get(key)) == (it == pending.end() ? std::nullopt : std::optional(it->second)));
+            if (pick(4) == 0) {
+                CHECK(w.erase(key) == (pending.erase(key) != 0));
+            } else {
+                const std::string value = numbered("v", round * 100 + op);
+                w.put(key, value);
+                pending[key] = value;
+            }
+        }
+        if (pick(5) == 0) {
+            w.abort();
+        } else {
+            w.commit();
+            committed = std::move(pending);
+        }
+        if (round % 20 == 0) CHECK(scan_all(store.read()) == model_range(committed, {}, {}));
+    }
+    auto r = store.read();
+    CHECK(scan_all(r) == model_range(committed, {}, {}));
+    for (const auto& [k, v] : committed) CHECK(owned(r.get(k)) == v);
+    CHECK(store.stats().nodes == committed.size());
+}
+
+TEST_CASE("memory_store: small, busy key spaces match a std::map") {
+    // Few keys, so that lookups, inserts and erases keep landing next to
+    // each other: every way the store's remembered positions can go stale.
+    using crdtsync::testing::laws::model;
+    for (unsigned seed = 0; seed < 60; ++seed) {
+        CAPTURE(seed);
+        crdtsync::memory_store store;
+        model committed;
+        std::mt19937 rng(seed);
+        auto pick = [&](unsigned n) { return static_cast<unsigned>(rng() % n); };
+        const unsigned keys = 3 + seed % 20;
+        for (int round = 0; round < 30; ++round) {
+            model pending = committed;
+            auto w = store.write();
+            for (int op = 0; op < 30; ++op) {
+                const std::string key = numbered("k", 10 + pick(keys));
+                const auto it = pending.find(key);
+                REQUIRE(owned(w.get(key)) == (it == pending.end() ? std::nullopt : std::optional(it->second)));
+                const unsigned what = pick(3);
+                if (what == 0) {
+                    REQUIRE(w.erase(key) == (pending.erase(key) != 0));
+                } else if (what == 1) {
+                    const std::string value = numbered("v", round * 100 + op);
+                    w.put(key, value);
+                    pending[key] = value;
+                }
+            }
+            if (pick(4) == 0) {
+                w.abort();
+            } else {
+                w.commit();
+                committed = std::move(pending);
+            }
+        }
+        REQUIRE(scan_all(store.read()) == crdtsync::testing::laws::model_range(committed, {}, {}));
+        REQUIRE(store.stats().nodes == committed.size());
+    }
+}
+
+// --------------------------------------------------------------- faulty_store
+
+TEST_CASE("faulty_store: a fault at any step leaves the inner store unchanged") {
+    crdtsync::testing::faulty_store<crdtsync::memory_store> store;
+    const entries base{{"a", "1"}, {"b", "2"}, {"c", "3"}};
+    commit_all(store.inner(), base);
+    // The transaction makes 5 mutating calls: put, put, erase, put, commit.
+    auto run = [&] {
+        auto w = store.write();
+        w.put("a", "changed");
+        w.put("d", "new");
+        const bool erased = w.erase("b"); // (not inside CHECK, which would catch the fault)
+        CHECK(erased);
+        w.put("e", "new");
+        w.commit();
+    };
+    for (std::size_t n = 1; n <= 5; ++n) {
+        CAPTURE(n);
+        store.fail_at(n);
+        try {
+            run();
+            FAIL("no fault was injected");
+        } catch (const crdtsync::storage_error& e) {
+            CHECK(e.code() == crdtsync::errc::storage);
+            CHECK(std::string(e.what()).find("injected fault") != std::string::npos);
+        }
+        CHECK(store.calls() == n);
+        CHECK_FALSE(store.armed());
+        CHECK(scan_all(store.inner().read()) == base);
+        CHECK(scan_all(store.read()) == base);
+    }
+    CHECK(store.faults() == 5);
+    store.fail_at(6); // past the last call: never fires
+    run();
+    CHECK(store.faults() == 5);
+    CHECK(store.armed());
+    CHECK(scan_all(store.inner().read()) == entries{{"a", "changed"}, {"c", "3"}, {"d", "new"}, {"e", "new"}});
+}
+
+TEST_CASE("faulty_store: counts put, erase and commit together, fires once, 0 never fires") {
+    crdtsync::testing::faulty_store<crdtsync::memory_store> store;
+    store.fail_at(0);
+    for (int i = 0; i < 100; ++i) commit_all(store, {{numbered("k", i), "v"}});
+    CHECK(store.faults() == 0);
+    CHECK(store.calls() == 200);
+
+    store.fail_at(3);
+    auto w = store.write();
+    w.put("x", "1");              // 1
+    CHECK_FALSE(w.erase("none")); // 2 (counted, even though nothing was erased)
+    CHECK(owned(w.get("x")) == "1");
+    CHECK_THROWS_AS(w.put("y", "2"), crdtsync::storage_error); // 3: fires
+    CHECK(store.faults() == 1);
+    CHECK_THROWS_AS(w.put("y", "2"), crdtsync::usage_error); // the failed transaction was discarded
+    auto w2 = store.write();                                  // so the writer slot is free
+    w2.put("z", "3");
+    w2.commit(); // disarmed: no second fault
+    CHECK(store.faults() == 1);
+    CHECK_FALSE(store.read().get("x").has_value());
+    CHECK(owned(store.read().get("z")) == "3");
+}
+
+// --------------------------------------------------------------- LMDB
+
+#if defined(CRDTSYNC_TEST_LMDB)
+
+namespace store_tests {
+
+// Writes `count` values of `size` bytes in one transaction, retrying after
+// storage_full up to `attempts` times; returns how many attempts failed full.
+inline int write_with_retry(crdtsync::lmdb_store& store, int count, std::size_t size, int attempts,
+                            std::vector<std::string>* messages = nullptr) {
+    int full = 0;
+    for (int attempt = 0; attempt < attempts; ++attempt) {
+        try {
+            auto w = store.write();
+            for (int i = 0; i < count; ++i) w.put(numbered("big", 100000 + i), std::string(size, 'd'));
+            w.commit();
+            return full;
+        } catch (const crdtsync::storage_error& e) {
+            REQUIRE(e.code() == crdtsync::errc::storage_full);
+            if (messages != nullptr) messages->push_back(e.message());
+            ++full;
+        }
+    }
+    return full;
+}
+
+} // namespace store_tests
+
+TEST_CASE("lmdb_store: a full map grows and the retried transaction succeeds") {
+    store_tests::temp_dir dir;
+    crdtsync::lmdb_options o;
+    o.path = (dir.path() / "grow.mdb").string();
+    o.map_size = 64 * 1024;
+    auto store = std::make_unique<crdtsync::lmdb_store>(o);
+    const std::size_t initial = store->map_size();
+    CHECK(initial == 64 * 1024);
+    commit_all(*store, {{"before", "kept"}});
+
+    std::vector<std::string> messages;
+    const int full = store_tests::write_with_retry(*store, 1000, 1024, 12, &messages); // ~1 MiB
+    CHECK(full >= 1);
+    REQUIRE(full < 12);
+    CHECK(store->map_size() > initial);
+    CHECK(store->map_size() <= 4 * 1024 * 1024); // doubling, not a leap
+    CHECK(messages.front().find("full") != std::string::npos);
+    CHECK(messages.front().find("grows to") != std::string::npos);
+    CHECK(messages.front().find("retry") != std::string::npos);
+    {
+        auto r = store->read();
+        CHECK(owned(r.get("before")) == "kept");
+        int n = 0;
+        r.scan("big", "bih", [&](std::string_view, std::string_view v) {
+            CHECK(v == std::string(1024, 'd'));
+            ++n;
+            return true;
+        });
+        CHECK(n == 1000);
+    }
+    const std::size_t grown = store->map_size();
+
+    // Reopened, even when asked for a small map, it keeps the size it grew to.
+    store.reset();
+    store = std::make_unique<crdtsync::lmdb_store>(o);
+    CHECK(store->map_size() >= grown);
+    CHECK(scan_all(store->read()).size() == 1001);
+}
+
+TEST_CASE("lmdb_store: a full map at max_map_size fails with storage_full and keeps the data") {
+    store_tests::temp_dir dir;
+    crdtsync::lmdb_options o;
+    o.path = (dir.path() / "capped.mdb").string();
+    o.map_size = 256 * 1024;
+    o.max_map_size = 256 * 1024;
+    crdtsync::lmdb_store store{o};
+    entries data;
+    for (int i = 0; i < 20; ++i) data.emplace_back(numbered("small", 100 + i), std::string(100, 's'));
+    commit_all(store, data);
+
+    std::vector<std::string> messages;
+    CHECK(store_tests::write_with_retry(store, 1000, 1024, 3, &messages) == 3); // never fits
+    REQUIRE(messages.size() == 3);
+    for (const auto& m : messages) {
+        CHECK(m.find("maximum") != std::string::npos);
+        CHECK(m.find("max_map_size") != std::string::npos);
+    }
+    CHECK(store.map_size() == 256 * 1024);
+    CHECK(scan_all(store.read()) == data);
+    commit_all(store, {{"still", "writable"}}); // a transaction that fits still commits
+    CHECK(owned(store.read().get("still")) == "writable");
+}
+
+TEST_CASE("lmdb_store: the map grows only once this store's readers have ended") {
+    store_tests::temp_dir dir;
+    crdtsync::lmdb_options o;
+    o.path = (dir.path() / "readers.mdb").string();
+    o.map_size = 64 * 1024;
+    crdtsync::lmdb_store store{o};
+    commit_all(store, {{"k", std::string(40, 'r')}});
+    std::optional<crdtsync::lmdb_store::read_txn> reader{store.read()};
+    const auto view = reader->get("k");
+    REQUIRE(view.has_value());
+
+    std::vector<std::string> messages;
+    CHECK(store_tests::write_with_retry(store, 200, 1024, 2, &messages) == 2);
+    CHECK(store.map_size() == 64 * 1024); // remapping now would pull the map from under the reader
+    REQUIRE(!messages.empty());
+    CHECK(messages.back().find("read transactions") != std::string::npos);
+    CHECK(*view == std::string(40, 'r')); // the reader's view is intact
+
+    reader.reset(); // the last reader ends: the map grows now
+    CHECK(store.map_size() > 64 * 1024);
+    CHECK(store_tests::write_with_retry(store, 200, 1024, 8) < 8);
+    CHECK(scan_all(store.read()).size() == 201);
+}
+
+TEST_CASE("lmdb_store: a failure inside a scan callback discards the transaction") {
+    store_tests::temp_dir dir;
+    crdtsync::lmdb_options o;
+    o.path = (dir.path() / "scanfail.mdb").string();
+    o.map_size = 64 * 1024;
+    o.max_map_size = 64 * 1024;
+    crdtsync::lmdb_store store{o};
+    entries data;
+    for (int i = 0; i < 10; ++i) data.emplace_back(numbered("k", i), "v");
+    commit_all(store, data);
+    {
+        auto w = store.write();
+        int i = 0;
+        CHECK_THROWS_AS(w.scan("", "",
+                               [&](std::string_view, std::string_view) {
+                                   for (int j = 0; j < 100; ++j) w.put(numbered("fill", i++), std::string(1024, 'f'));
+                                   return true;
+                               }),
+                        crdtsync::storage_error);
+        CHECK_THROWS_AS(w.put("after", "x"), crdtsync::usage_error); // discarded: ended
+        CHECK_NOTHROW(w.abort());
+    }
+    CHECK(scan_all(store.read()) == data);
+    commit_all(store, {{"next", "ok"}});
+    CHECK(owned(store.read().get("next")) == "ok");
+}
+
+TEST_CASE("lmdb_store: reopening finds the committed data") {
+    store_tests::temp_dir dir;
+    const std::string path = (dir.path() / "reopen.mdb").string();
+    {
+        crdtsync::lmdb_store store{path};
+        commit_all(store, {{"a", "1"}, {"b", "2"}});
+        auto w = store.write();
+        w.put("c", "uncommitted");
+    }
+    CHECK(std::filesystem::exists(path));
+    CHECK(std::filesystem::exists(path + "-lock"));
+    for (int round = 0; round < 3; ++round) {
+        crdtsync::lmdb_store store{path};
+        CHECK(scan_all(store.read()) == entries{{"a", "1"}, {"b", "2"}});
+    }
+}
+
+TEST_CASE("lmdb_store: every sync mode opens, commits and reopens") {
+    store_tests::temp_dir dir;
+    const crdtsync::lmdb_sync modes[] = {crdtsync::lmdb_sync::durable, crdtsync::lmdb_sync::no_meta_sync,
+                                         crdtsync::lmdb_sync::no_sync};
+    int i = 0;
+    for (const auto mode : modes) {
+        CAPTURE(i);
+        crdtsync::lmdb_options o;
+        o.path = (dir.path() / (numbered("sync", i++) + ".mdb")).string();
+        o.sync = mode;
+        {
+            crdtsync::lmdb_store store{o};
+            unsigned flags = 0;
+            REQUIRE(mdb_env_get_flags(store.native_handle(), &flags) == MDB_SUCCESS);
+            CHECK(((flags & MDB_NOSYNC) != 0) == (mode == crdtsync::lmdb_sync::no_sync));
+            CHECK(((flags & MDB_NOMETASYNC) != 0) == (mode == crdtsync::lmdb_sync::no_meta_sync));
+            for (int t = 0; t < 5; ++t) commit_all(store, {{numbered("t", t), "v"}});
+            store.sync();
+        }
+        crdtsync::lmdb_store again{o};
+        CHECK(scan_all(again.read()).size() == 5);
+    }
+}
+
+TEST_CASE("lmdb_store: keys LMDB cannot hold give a typed error, not a crash") {
+    store_tests::temp_dir dir;
+    crdtsync::lmdb_store store{(dir.path() / "keys.mdb").string()};
+    const std::size_t max = store.max_key_size();
+    CHECK(max == 511);
+    auto w = store.write();
+    w.put("ok", "1");
+    w.put(std::string(max, 'm'), "longest");
+    try {
+        w.put(std::string(max + 1, 'm'), "too long");
+        FAIL("an oversized key was accepted");
+    } catch (const crdtsync::usage_error& e) {
+        CHECK(e.code() == crdtsync::errc::invalid_argument);
+        CHECK(e.message().find(std::to_string(max + 1) + " bytes") != std::string::npos);
+        CHECK(e.message().find(numbered("maximum key size of ", max)) != std::string::npos);
+    }
+    CHECK_THROWS_AS(w.put("", "empty key"), crdtsync::usage_error);
+    // The refused puts changed nothing, and the transaction goes on.
+    CHECK_FALSE(w.get(std::string(max + 1, 'm')).has_value());
+    CHECK_FALSE(w.get("").has_value());
+    CHECK_FALSE(w.erase(std::string(max + 1, 'm')));
+    w.put("n", "2");
+    w.commit();
+    auto r = store.read();
+    CHECK(scan_all(r).size() == 3);
+    CHECK(owned(r.get(std::string(max, 'm'))) == "longest");
+    // Bounds longer than any key still bound correctly: "mmm...m" (511) is
+    // below a 600-byte run of 'm'.
+    CHECK(scan_all(r, std::string(600, 'm')) == entries{{"n", "2"}, {"ok", "1"}});
+    CHECK(scan_all(r, std::string(max, 'm'), std::string(600, 'm')).size() == 1);
+}
+
+TEST_CASE("lmdb_store: open failures and misuse are typed errors") {
+    store_tests::temp_dir dir;
+    const std::string missing_dir = (dir.path() / "no" / "such" / "dir" / "x.mdb").string();
+    try {
+        crdtsync::lmdb_store store{missing_dir};
+        FAIL("opened a store in a missing directory");
+    } catch (const crdtsync::storage_error& e) {
+        CHECK(e.code() == crdtsync::errc::storage);
+        CHECK(e.message().find(missing_dir) != std::string::npos);
+        CHECK(e.message().find("No such file or directory") != std::string::npos);
+    }
+
+    crdtsync::lmdb_options bad;
+    bad.path = (dir.path() / "bad.mdb").string();
+    bad.map_size = 1 << 30;
+    bad.max_map_size = 1 << 20;
+    CHECK_THROWS_AS(crdtsync::lmdb_store{bad}, crdtsync::usage_error);
+    CHECK_THROWS_AS(crdtsync::lmdb_store{std::string()}, crdtsync::usage_error);
+
+    // One open per file and process: a second would break LMDB's locks.
+    const std::string path = (dir.path() / "once.mdb").string();
+    auto first = std::make_unique<crdtsync::lmdb_store>(path);
+    commit_all(*first, {{"k", "v"}});
+    try {
+        crdtsync::lmdb_store second{path};
+        FAIL("the same file was opened twice");
+    } catch (const crdtsync::usage_error& e) {
+        CHECK(e.message().find("already open") != std::string::npos);
+    }
+    CHECK(owned(first->read().get("k")) == "v"); // the first is unharmed
+    first.reset();
+    crdtsync::lmdb_store third{path}; // closed, so it opens again
+    CHECK(owned(third.read().get("k")) == "v");
+}
+
+TEST_CASE("lmdb_store: faulty_store over LMDB: a fault leaves the file unchanged") {
+    store_tests::temp_dir dir;
+    const std::string path = (dir.path() / "faulty.mdb").string();
+    {
+        crdtsync::testing::faulty_store<crdtsync::lmdb_store> store{path};
+        commit_all(store, {{"a", "1"}});
+        store.fail_at(3);
+        {
+            auto w = store.write();
+            w.put("a", "2");
+            w.put("b", "2");
+            CHECK_THROWS_AS(w.commit(), crdtsync::storage_error);
+        }
+        CHECK(scan_all(store.inner().read()) == entries{{"a", "1"}});
+    }
+    crdtsync::lmdb_store reopened{path};
+    CHECK(scan_all(reopened.read()) == entries{{"a", "1"}});
+}
+
+#endif // CRDTSYNC_TEST_LMDB
