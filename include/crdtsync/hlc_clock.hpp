@@ -95,15 +95,8 @@ public:
     /// Throws `clock_error` if `remote` is further ahead of the physical clock
     /// than the drift bound; otherwise does nothing.
     void check_drift(const hlc& remote) const { check_drift(remote, physical_()); }
-
-    /// The last timestamp issued or received (persist it to survive restarts).
-    [[nodiscard]] const hlc& last() const noexcept { return last_; }
-    [[nodiscard]] const site_id& site() const noexcept { return site_; }
-    [[nodiscard]] std::uint64_t max_drift_ms() const noexcept { return max_drift_; }
-    /// The physical clock's current reading.
-    [[nodiscard]] std::uint64_t physical_now() const { return physical_(); }
-
-private:
+    /// The same against a physical reading `now` taken by the caller (to
+    /// check many timestamps against one reading).
     void check_drift(const hlc& remote, std::uint64_t now) const {
         const bool beyond = now > std::numeric_limits<std::uint64_t>::max() - max_drift_
                                 ? false
@@ -115,6 +108,15 @@ private:
                               " ms ahead of the local clock; the bound is " +
                               std::to_string(max_drift_) + " ms");
     }
+
+    /// The last timestamp issued or received (persist it to survive restarts).
+    [[nodiscard]] const hlc& last() const noexcept { return last_; }
+    [[nodiscard]] const site_id& site() const noexcept { return site_; }
+    [[nodiscard]] std::uint64_t max_drift_ms() const noexcept { return max_drift_; }
+    /// The physical clock's current reading.
+    [[nodiscard]] std::uint64_t physical_now() const { return physical_(); }
+
+private:
     // counter + 1, carrying into the wall time past 0xFFFF.
     static void bump(hlc& h, std::uint16_t from) {
         if (from == std::numeric_limits<std::uint16_t>::max()) {

@@ -585,8 +585,10 @@ private:
     static void notify(const L& list, const E& e) {
         if (list.empty()) return;
         const L snapshot = list;
-        for (const auto& [id, fn] : snapshot)
-            if (std::any_of(list.begin(), list.end(), [&](const auto& l) { return l.first == id; })) fn(e);
+        for (const auto& entry : snapshot) {
+            const auto id = entry.first;
+            if (std::any_of(list.begin(), list.end(), [id](const auto& l) { return l.first == id; })) entry.second(e);
+        }
     }
 
     // ================================================================ rows and keys
@@ -894,12 +896,13 @@ private:
         failing_table_.clear(); // set by the check that fails, never left from an earlier set
         failing_column_.clear();
         try {
-            clock_.check_drift(cs.version);
+            const auto now = clock_.physical_now();
+            clock_.check_drift(cs.version, now);
             for (const auto& m : cs.migrations) {
-                clock_.check_drift(m.version);
+                clock_.check_drift(m.version, now);
                 validate_migration(m, created);
             }
-            for (const auto& c : cs.changes) validate_change(c, created);
+            for (const auto& c : cs.changes) validate_change(c, created, now);
         } catch (const error& e) {
             rejection rj;
             rj.reason = e.message();
@@ -915,6 +918,9 @@ private:
         }
         // 2. Apply: migrations first, then the facts in order.
         ++result.transactions;
+        // Event records cost copies: build them only for listeners.
+        const bool want_remote = !remote_listeners_.empty();
+        const bool want_conflicts = !conflict_listeners_.empty();
         remote_change rc;
         rc.origin = cs.origin;
         rc.transaction_id = cs.transaction_id;
@@ -929,7 +935,7 @@ private:
         for (const auto& m : cs.migrations) {
             const auto o = put_migration(w, m);
             count(o);
-            if (o == outcome::applied) rc.migrations.push_back(m);
+            if (want_remote && o == outcome::applied) rc.migrations.push_back(m);
             max = std::max(max, m.version);
         }
         for (const auto& c : cs.changes) {
@@ -940,8 +946,9 @@ private:
                 auto [suffix, original] = encode_row(t, cc->pk);
                 conflict cf;
                 const value v = t.def.coerce(col, cc->val);
-                o = put_cell(w, t, suffix, original, col, v, cc->version, cc->prior_version, cc->prior_value, false, &cf);
-                if (o == outcome::conflict_local || o == outcome::conflict_remote) {
+                o = put_cell(w, t, suffix, original, col, v, cc->version, cc->prior_version, cc->prior_value, false,
+                             want_conflicts ? &cf : nullptr);
+                if (want_conflicts && (o == outcome::conflict_local || o == outcome::conflict_remote)) {
                     cf.schema = cc->schema;
                     cf.table = cc->table;
                     cf.pk = cc->pk;
@@ -957,14 +964,14 @@ private:
                 max = std::max(max, d.version);
             }
             count(o);
-            if (o == outcome::applied || o == outcome::conflict_remote) rc.applied.push_back(c);
+            if (want_remote && (o == outcome::applied || o == outcome::conflict_remote)) rc.applied.push_back(c);
         }
         clock_.receive(max);
         if (!rc.applied.empty() || !rc.migrations.empty()) ev.remote.push_back(std::move(rc));
     }
 
-    void validate_change(const change& c, const std::vector<table_def>& created) {
-        clock_.check_drift(version_of(c));
+    void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now) {
+        clock_.check_drift(version_of(c), now);
         std::visit([&](const auto& f) {
             const table_def* def = nullptr;
             if (auto t = lookup(f.schema, f.table)) def = &t->def;
