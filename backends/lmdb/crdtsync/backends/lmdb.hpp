@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -400,7 +401,8 @@ class lmdb_store::write_txn {
 public:
     write_txn(write_txn&& other) noexcept
         : store_(std::exchange(other.store_, nullptr)), txn_(std::move(other.txn_)), mutations_(other.mutations_),
-          scans_(std::exchange(other.scans_, 0)), failed_(std::exchange(other.failed_, false)) {}
+          scans_(std::exchange(other.scans_, 0)), failed_(std::exchange(other.failed_, false)),
+          cursors_(std::exchange(other.cursors_, {})) {}
     write_txn& operator=(write_txn&& other) noexcept {
         if (this != &other) {
             discard();
@@ -409,6 +411,7 @@ public:
             mutations_ = other.mutations_;
             scans_ = std::exchange(other.scans_, 0);
             failed_ = std::exchange(other.failed_, false);
+            cursors_ = std::exchange(other.cursors_, {});
         }
         return *this;
     }
@@ -423,7 +426,7 @@ public:
         if (s.unstorable(key)) return std::nullopt;
         MDB_val k = detail::lmdb_val(key);
         MDB_val v{};
-        const int rc = mdb_get(txn_.get(), s.dbi_, &k, &v);
+        const int rc = mdb_cursor_get(cursor_for(key), &k, &v, MDB_SET_KEY);
         if (rc == MDB_NOTFOUND) return std::nullopt;
         if (rc != MDB_SUCCESS) fail(rc, "get");
         return detail::lmdb_view(v);
@@ -457,7 +460,7 @@ public:
         MDB_val k = detail::lmdb_val(s.check_key(key));
         MDB_val v = detail::lmdb_val(value);
         ++mutations_;
-        if (const int rc = mdb_put(txn_.get(), s.dbi_, &k, &v, 0); rc != MDB_SUCCESS) fail(rc, "put");
+        if (const int rc = mdb_cursor_put(cursor_for(key), &k, &v, 0); rc != MDB_SUCCESS) fail(rc, "put");
     }
 
     /// Removes `key`; true when it was present.
@@ -465,9 +468,12 @@ public:
         const auto& s = store();
         if (s.unstorable(key)) return false;
         MDB_val k = detail::lmdb_val(key);
+        MDB_val v{};
         ++mutations_;
-        const int rc = mdb_del(txn_.get(), s.dbi_, &k, nullptr);
+        MDB_cursor* c = cursor_for(key);
+        int rc = mdb_cursor_get(c, &k, &v, MDB_SET);
         if (rc == MDB_NOTFOUND) return false;
+        if (rc == MDB_SUCCESS) rc = mdb_cursor_del(c, 0);
         if (rc != MDB_SUCCESS) fail(rc, "erase");
         return true;
     }
@@ -478,6 +484,7 @@ public:
         (void)store();
         if (scans_ != 0) detail::raise(errc::invalid_argument, "lmdb_store: commit() called inside this transaction's scan");
         lmdb_store& s = *std::exchange(store_, nullptr);
+        cursors_.fill(nullptr);
         const int rc = txn_.commit();
         s.writing_ = false;
         if (rc == MDB_SUCCESS) return;
@@ -505,7 +512,23 @@ private:
         return *store_;
     }
 
+    // One cursor per leading key byte (the replica's keyspace partitions):
+    // consecutive operations in one partition usually land on the page the
+    // cursor already holds, and LMDB then skips the search from the root.
+    // LMDB closes a write transaction's cursors when the transaction ends.
+    [[nodiscard]] MDB_cursor* cursor_for(std::string_view key) const {
+        auto& c = cursors_[static_cast<unsigned char>(key.front())];
+        if (c == nullptr) {
+            if (const int rc = mdb_cursor_open(txn_.get(), store_->dbi_, &c); rc != MDB_SUCCESS) {
+                c = nullptr;
+                fail(rc, "cursor open");
+            }
+        }
+        return c;
+    }
+
     void discard() const noexcept {
+        cursors_.fill(nullptr);
         if (store_ == nullptr) return;
         txn_.abort();
         std::exchange(store_, nullptr)->writing_ = false;
@@ -542,6 +565,7 @@ private:
     std::uint64_t mutations_ = 0;
     mutable unsigned scans_ = 0;
     mutable bool failed_ = false;
+    mutable std::array<MDB_cursor*, 256> cursors_{};
 };
 
 inline lmdb_store::read_txn lmdb_store::read() {
