@@ -111,19 +111,9 @@ public:
     value(bool b) noexcept : v_(b) {}
     template <std::integral I>
         requires(!std::same_as<I, bool> && !std::same_as<I, char>)
-    value(I i) {
-        if constexpr (std::is_unsigned_v<I> && sizeof(I) >= sizeof(std::int64_t)) {
-            if (i > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-                v_ = big_integer::parse(std::to_string(i));
-                return;
-            }
-        }
-        v_ = static_cast<std::int64_t>(i);
-    }
+    value(I i) : v_(from_integral(i)) {}
     /// NaN becomes null.
-    value(double d) noexcept {
-        if (!std::isnan(d)) v_ = d;
-    }
+    value(double d) noexcept : v_(std::isnan(d) ? storage{} : storage{d}) {}
     value(float f) noexcept : value(static_cast<double>(f)) {}
     value(std::string s) noexcept : v_(std::move(s)) {}
     value(std::string_view s) : v_(std::string(s)) {}
@@ -131,11 +121,7 @@ public:
     value(blob b) noexcept : v_(std::move(b)) {}
     value(json_text j) noexcept : v_(std::move(j)) {}
     /// A big integer that fits int64 becomes an integer.
-    value(big_integer b) {
-        std::int64_t i;
-        if (b.fits_int64(i)) v_ = i;
-        else v_ = std::move(b);
-    }
+    value(big_integer b) : v_(from_big(std::move(b))) {}
 
     [[nodiscard]] value_kind kind() const noexcept { return static_cast<value_kind>(v_.index()); }
     [[nodiscard]] bool is_null() const noexcept { return v_.index() == 0; }
@@ -218,6 +204,23 @@ public:
     }
 
 private:
+    // Members are initialised, never assigned after default construction:
+    // that keeps g++ 12's -Wmaybe-uninitialized false positive on variant
+    // assignment away from every caller.
+    template <class I>
+    static storage from_integral(I i) {
+        if constexpr (std::is_unsigned_v<I> && sizeof(I) >= sizeof(std::int64_t)) {
+            if (i > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+                return storage{big_integer::parse(std::to_string(i))};
+        }
+        return storage{static_cast<std::int64_t>(i)};
+    }
+    static storage from_big(big_integer b) {
+        std::int64_t i = 0;
+        if (b.fits_int64(i)) return storage{i};
+        return storage{std::move(b)};
+    }
+
     static int rank(const value& v) noexcept {
         switch (v.kind()) {
         case value_kind::null: return 0;

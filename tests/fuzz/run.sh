@@ -27,12 +27,14 @@ fail_all() { # reason
 
 if [ ! -f "$build/build.ninja" ]; then
   rm -rf "$build"
+  setup_log=$(mktemp)
   CXX=${FUZZ_CXX:-clang++} meson setup "$build" "$root" -Dfuzz=true -Dtests=false -Dbench=false \
-    -Dlmdb=disabled --buildtype=debugoptimized >"$build.setup.log" 2>&1 ||
-    { cat "$build.setup.log"; fail_all "meson setup, see $build.setup.log"; }
+    -Dlmdb=disabled --buildtype=debugoptimized >"$setup_log" 2>&1 ||
+    { cat "$setup_log"; rm -f "$setup_log"; fail_all "meson setup"; }
+  rm -f "$setup_log"
 fi
-ninja -C "$build" -j2 "${targets[@]/#/tests/fuzz/}" >"$build.build.log" 2>&1 ||
-  { tail -50 "$build.build.log"; fail_all "build, see $build.build.log"; }
+ninja -C "$build" -j2 "${targets[@]/#/tests/fuzz/}" >"$build/fuzz-build.log" 2>&1 ||
+  { tail -50 "$build/fuzz-build.log"; fail_all "build, see $build/fuzz-build.log"; }
 
 artifacts="$build/fuzz-artifacts"
 mkdir -p "$artifacts"
