@@ -117,7 +117,9 @@ struct [[nodiscard]] apply_result {
     std::uint64_t conflicts = 0;
     std::uint64_t transactions = 0; ///< change sets accepted
     std::vector<rejection> rejected; ///< change sets rejected whole (nothing of them applied)
-    std::optional<std::string> unknown_table; ///< wire `unknownTable`: first unknown table met
+    /// wire `unknownTable`: how many changes were in change sets rejected for
+    /// naming an unknown table (each rejection names the table).
+    std::optional<std::uint64_t> unknown_table;
     friend bool operator==(const apply_result&, const apply_result&) = default;
 };
 

@@ -911,7 +911,8 @@ private:
             if (e.code() == errc::unknown_table || e.code() == errc::unknown_column) {
                 rj.table = failing_table_;
                 if (e.code() == errc::unknown_column) rj.column = failing_column_;
-                if (e.code() == errc::unknown_table && !result.unknown_table) result.unknown_table = failing_table_;
+                if (e.code() == errc::unknown_table)
+                    result.unknown_table = result.unknown_table.value_or(0) + cs.changes.size();
             }
             result.rejected.push_back(std::move(rj));
             return;
