@@ -196,27 +196,33 @@ public:
         };
         const auto begin = detail::layout::log_key(position + 1);
         const std::string end(1, static_cast<char>(detail::layout::log + 1));
+        std::vector<fact> facts;
         r.scan(begin, end, [&](std::string_view key, std::string_view rec) {
             const auto seq = detail::layout::log_seq(key);
-            auto f = read_fact(r, detail::layout::read_log(rec));
-            const hlc& h = f.version();
-            if (h.site == peer) {
+            facts.clear();
+            read_facts(r, detail::layout::read_log(rec), seq, facts);
+            std::erase_if(facts, [&](const fact& f) { return f.version().site == peer; }); // echoes
+            if (facts.empty()) {
                 d.next_position = seq;
                 return true;
             }
-            if (!current || !current->version.same_transaction(h)) {
-                if (count >= limit) {
-                    d.more = true;
-                    return false;
-                }
-                close();
-                current.emplace();
-                current->version = h;
+            // One entry (a row write) is never split between pages.
+            if (count >= limit && current && !current->version.same_transaction(facts.front().version())) {
+                d.more = true;
+                return false;
             }
-            if (f.migration) current->migrations.push_back(std::move(*f.migration));
-            else current->changes.push_back(std::move(*f.data));
-            if (current->version < h) current->version = h;
-            ++count;
+            for (auto& f : facts) {
+                const hlc h = f.version();
+                if (!current || !current->version.same_transaction(h)) {
+                    close();
+                    current.emplace();
+                    current->version = h;
+                }
+                if (f.migration) current->migrations.push_back(std::move(*f.migration));
+                else current->changes.push_back(std::move(*f.data));
+                if (current->version < h) current->version = h;
+                ++count;
+            }
             d.next_position = seq;
             return true;
         });
@@ -264,19 +270,31 @@ public:
         std::size_t removed = 0;
         run_write([&](write_txn& w, pending&) {
             removed = 0;
-            std::vector<std::pair<std::string, std::uint64_t>> doomed;
-            const std::string b(1, detail::layout::tomb), e(1, static_cast<char>(detail::layout::tomb + 1));
-            w.scan(b, e, [&](std::string_view k, std::string_view v) {
-                const auto t = detail::layout::read_tomb(v);
-                if (t.created_ms + retention < now) doomed.emplace_back(std::string(k), t.seq);
+            std::vector<std::pair<std::string, std::uint64_t>> doomed; // index key, created_ms
+            const std::string b(1, detail::layout::tomb_index), e(1, static_cast<char>(detail::layout::tomb_index + 1));
+            w.scan(b, e, [&](std::string_view k, std::string_view) {
+                if (k.size() < 9) return true;
+                const auto created = detail::load_be<std::uint64_t>(k, 1);
+                if (created + retention >= now) return false; // the index ascends by arrival time
+                doomed.emplace_back(std::string(k), created);
                 return true;
             });
-            for (const auto& [k, seq] : doomed) {
+            row_image img;
+            for (const auto& [k, created] : doomed) {
                 (void)w.erase(k);
-                (void)w.erase(detail::layout::log_key(seq));
-                gc_seq_ = std::max(gc_seq_, seq);
+                const std::string_view row_key = std::string_view(k).substr(9);
+                const auto* t = row_key.size() >= 5 ? table_by_id(detail::load_be<std::uint32_t>(row_key, 1)) : nullptr;
+                if (!t) continue;
+                load_row(w, *t, row_key.substr(5), img);
+                auto& tomb = img.rec.tomb;
+                if (!tomb || tomb->created_ms != created) continue;
+                gc_seq_ = std::max(gc_seq_, tomb->seq);
+                img.released.push_back(tomb->seq);
+                tomb.reset();
+                img.dirty = true;
+                flush(w, img);
+                ++removed;
             }
-            removed = doomed.size();
         });
         return removed;
     }
@@ -315,17 +333,17 @@ public:
         for (const auto* t : order) {
             out += "table " + t->def.qualified_name() + " " + t->def.to_ddl() + "\n";
             std::vector<std::string> lines;
-            r.scan(t->cell_prefix, key_codec::tuple_range_end(t->cell_prefix), [&](std::string_view k, std::string_view v) {
-                const auto col = t->column_index_by_id(cell_column_id(k));
-                const auto suffix = k.substr(t->cell_prefix.size(), k.size() - t->cell_prefix.size() - 9);
-                const auto h = detail::layout::read_cell_header(v).version;
-                std::string val;
-                key_codec::append(val, detail::layout::read_cell_value(v));
-                lines.push_back("cell " + hex(suffix) + " " + (col ? t->def.columns()[*col].name : "?") + " " + hex(val) + " " + h.to_text());
-                return true;
-            });
-            r.scan(t->tomb_prefix, key_codec::tuple_range_end(t->tomb_prefix), [&](std::string_view k, std::string_view v) {
-                lines.push_back("tomb " + hex(k.substr(t->tomb_prefix.size())) + " " + detail::layout::read_tomb(v).version.to_text());
+            detail::layout::row_record rec;
+            r.scan(t->row_prefix, key_codec::tuple_range_end(t->row_prefix), [&](std::string_view k, std::string_view v) {
+                const auto suffix = hex(k.substr(t->row_prefix.size()));
+                detail::layout::read_row_record(v, rec);
+                for (const auto& c : rec.cells) {
+                    const auto col = t->column_index_by_id(c.column);
+                    std::string val;
+                    key_codec::append(val, c.val);
+                    lines.push_back("cell " + suffix + " " + (col ? t->def.columns()[*col].name : "?") + " " + hex(val) + " " + c.version.to_text());
+                }
+                if (rec.tomb) lines.push_back("tomb " + suffix + " " + rec.tomb->version.to_text());
                 return true;
             });
             std::sort(lines.begin(), lines.end());
@@ -350,7 +368,7 @@ private:
         std::vector<std::uint32_t> column_ids; // parallel to def.columns()
         std::uint32_t next_column_id = 0;
         std::int64_t schema_version = 1;
-        std::string cell_prefix, tomb_prefix;
+        std::string row_prefix; // 'r' u32 id
         bool folds = false;
 
         [[nodiscard]] std::optional<std::size_t> column_index_by_id(std::uint32_t id_) const noexcept {
@@ -359,8 +377,7 @@ private:
             return std::nullopt;
         }
         void init_prefixes() {
-            cell_prefix = detail::layout::table_prefix(detail::layout::cell, id);
-            tomb_prefix = detail::layout::table_prefix(detail::layout::tomb, id);
+            row_prefix = detail::layout::table_prefix(detail::layout::row, id);
             folds = def.folds_keys();
         }
     };
@@ -548,7 +565,7 @@ private:
     template <class Body>
     void run_write(Body&& body) {
         for (unsigned attempt = 0;; ++attempt) {
-            tomb_ = {}; // the cache never outlives a transaction
+            cur_.table = nullptr; // the row cache never outlives a transaction
             pending ev;
             std::exception_ptr failure;
             bool storage_full = false;
@@ -620,11 +637,6 @@ private:
         return {std::move(folded), std::move(original)};
     }
 
-    static std::uint32_t cell_column_id(std::string_view cell_key) {
-        auto tail = cell_key.substr(cell_key.size() - 9);
-        return static_cast<std::uint32_t>(key_codec::read(tail).as_integer());
-    }
-
     struct cell_view {
         hlc version;
         value val;
@@ -635,19 +647,98 @@ private:
         bool visible = false;
     };
 
+    /// A row record read into memory, changed there, and written back whole
+    /// by `flush` (one read and one write per row, however many facts).
+    struct row_image {
+        const table_state* table = nullptr;
+        std::string key; // 'r' u32 table, suffix
+        detail::layout::row_record rec;
+        bool stored = false; // the store holds a record under `key`
+        bool dirty = false;
+        std::vector<std::uint64_t> released; // seqs a replaced or dropped part carried
+
+        [[nodiscard]] std::string_view suffix() const noexcept { return std::string_view(key).substr(table->row_prefix.size()); }
+        [[nodiscard]] detail::layout::row_cell* cell(std::uint32_t column) noexcept {
+            for (auto& c : rec.cells)
+                if (c.column == column) return &c;
+            return nullptr;
+        }
+        [[nodiscard]] bool carries(std::uint64_t seq) const noexcept {
+            if (rec.tomb && rec.tomb->seq == seq) return true;
+            return std::any_of(rec.cells.begin(), rec.cells.end(), [&](const auto& c) { return c.seq == seq; });
+        }
+        void release(std::uint64_t seq) {
+            if (seq != 0) released.push_back(seq);
+        }
+    };
+
     template <class R>
-    row_state read_row_state(R& r, const table_state& t, const std::string& suffix) const {
+    void load_row(R& r, const table_state& t, std::string_view suffix, row_image& img) const {
+        img.table = &t;
+        img.key.assign(t.row_prefix);
+        img.key.append(suffix);
+        img.dirty = false;
+        img.released.clear();
+        if (auto v = r.get(img.key)) {
+            detail::layout::read_row_record(*v, img.rec);
+            img.stored = true;
+        } else {
+            img.rec.tomb.reset();
+            img.rec.cells.clear();
+            img.stored = false;
+        }
+    }
+
+    /// Writes a changed row back: parts written since it was read get a new
+    /// seq and one change-log entry; log entries no part carries any more go.
+    void flush(write_txn& w, row_image& img) {
+        if (!img.dirty) return;
+        img.dirty = false;
+        auto& rec = img.rec;
+        bool fresh = rec.tomb && rec.tomb->seq == 0;
+        for (const auto& c : rec.cells) fresh = fresh || c.seq == 0;
+        std::uint64_t seq = 0;
+        if (fresh) {
+            seq = ++last_seq_;
+            if (rec.tomb && rec.tomb->seq == 0) rec.tomb->seq = seq;
+            for (auto& c : rec.cells)
+                if (c.seq == 0) c.seq = seq;
+        }
+        if (rec.empty()) {
+            if (img.stored) (void)w.erase(img.key);
+            img.stored = false;
+        } else {
+            detail::layout::put_row_record(rec_buf_, rec);
+            w.put(img.key, rec_buf_);
+            img.stored = true;
+        }
+        if (fresh) {
+            detail::layout::put_log_record(log_buf_, detail::layout::row, img.key);
+            w.put(detail::layout::log_key(seq), log_buf_);
+        }
+        if (!img.released.empty()) {
+            std::sort(img.released.begin(), img.released.end());
+            img.released.erase(std::unique(img.released.begin(), img.released.end()), img.released.end());
+            for (const auto s : img.released)
+                if (!img.carries(s)) (void)w.erase(detail::layout::log_key(s));
+            img.released.clear();
+        }
+    }
+
+    row_state state_of(const table_state& t, const row_image& img) const {
         row_state s;
         s.cells.resize(t.def.columns().size());
-        const std::string prefix = t.cell_prefix + suffix;
-        r.scan(prefix, key_codec::tuple_range_end(prefix), [&](std::string_view k, std::string_view v) {
-            if (auto col = t.column_index_by_id(cell_column_id(k)))
-                s.cells[*col] = cell_view{detail::layout::read_cell_header(v).version, detail::layout::read_cell_value(v)};
-            return true;
-        });
-        if (auto tv = r.get(t.tomb_prefix + suffix)) s.tomb = detail::layout::read_tomb(*tv).version;
+        for (const auto& c : img.rec.cells)
+            if (auto col = t.column_index_by_id(c.column)) s.cells[*col] = cell_view{c.version, c.val};
+        if (img.rec.tomb) s.tomb = img.rec.tomb->version;
         s.visible = visible(t, s);
         return s;
+    }
+    template <class R>
+    row_state read_row_state(R& r, const table_state& t, std::string_view suffix) const {
+        row_image img;
+        load_row(r, t, suffix, img);
+        return state_of(t, img);
     }
     bool visible(const table_state& t, const row_state& s) const {
         if (opts_.deletes == delete_policy::delete_wins && s.tomb) return false;
@@ -672,52 +763,26 @@ private:
         return out;
     }
     template <class R>
-    std::optional<row> read_row(R& r, const table_state& t, const std::string& suffix) const {
+    std::optional<row> read_row(R& r, const table_state& t, std::string_view suffix) const {
         auto s = read_row_state(r, t, suffix);
         if (!s.visible) return std::nullopt;
         return to_row(t, s, suffix);
     }
     template <class R>
     std::vector<row> scan_rows(R& r, const table_state& t) const {
-        std::vector<std::string> suffixes;
-        r.scan(t.cell_prefix, key_codec::tuple_range_end(t.cell_prefix), [&](std::string_view k, std::string_view) {
-            auto suffix = k.substr(t.cell_prefix.size(), k.size() - t.cell_prefix.size() - 9);
-            if (suffixes.empty() || suffixes.back() != suffix) suffixes.emplace_back(suffix);
+        std::vector<row> out;
+        row_image img;
+        img.table = &t;
+        r.scan(t.row_prefix, key_codec::tuple_range_end(t.row_prefix), [&](std::string_view k, std::string_view v) {
+            detail::layout::read_row_record(v, img.rec);
+            const auto s = state_of(t, img);
+            if (s.visible) out.push_back(to_row(t, s, k.substr(t.row_prefix.size())));
             return true;
         });
-        std::vector<row> out;
-        for (const auto& s : suffixes)
-            if (auto row_ = read_row(r, t, s)) out.push_back(std::move(*row_));
         return out;
     }
 
     // ================================================================ fact writers
-
-    // The tombstone of the row last touched, cached across the facts of a batch.
-    struct tomb_cache {
-        const table_state* table = nullptr;
-        std::string suffix;
-        std::optional<hlc> version;
-        std::uint64_t seq = 0;
-    };
-
-    tomb_cache& row_tomb(write_txn& w, const table_state& t, const std::string& suffix) {
-        if (tomb_.table != &t || tomb_.suffix != suffix) {
-            tomb_.table = &t;
-            tomb_.suffix = suffix;
-            key_buf_ = t.tomb_prefix;
-            key_buf_ += suffix;
-            if (auto v = w.get(key_buf_)) {
-                auto rec = detail::layout::read_tomb(*v);
-                tomb_.version = rec.version;
-                tomb_.seq = rec.seq;
-            } else {
-                tomb_.version.reset();
-                tomb_.seq = 0;
-            }
-        }
-        return tomb_;
-    }
 
     // Two writes conflict when different sites wrote different values and the
     // later writer had not overwritten a version at least as new as the other
@@ -730,74 +795,71 @@ private:
         return !(local_v == remote_v);
     }
 
-    /// Writes one cell if `h` beats what the row holds. `local` writes are
-    /// never conflicts. On a conflict, fills `c` (except the row identity).
-    outcome put_cell(write_txn& w, const table_state& t, const std::string& suffix, std::string_view original_pk,
-                     std::size_t col, const value& v, const hlc& h, const std::optional<hlc>& prior,
-                     const std::optional<value>& prior_value, bool local, conflict* c) {
-        const auto& tomb = row_tomb(w, t, suffix);
-        if (tomb.version && (opts_.deletes == delete_policy::delete_wins || h <= *tomb.version)) return outcome::skipped;
-        key_buf_ = t.cell_prefix;
-        key_buf_ += suffix;
-        key_codec::append_integer(key_buf_, t.column_ids[col]);
+    /// Writes one cell into the row image if `h` beats what the row holds.
+    /// `local` writes are never conflicts. On a conflict, fills `c` (except
+    /// the row identity).
+    outcome put_cell(row_image& img, std::size_t col, const value& v, const hlc& h, const std::optional<hlc>& prior,
+                     const std::optional<value>& prior_value, std::string_view original_pk, bool local, conflict* c) {
+        const auto& t = *img.table;
+        auto& rec = img.rec;
+        if (rec.tomb && (opts_.deletes == delete_policy::delete_wins || h <= rec.tomb->version)) return outcome::skipped;
+        const auto column = t.column_ids[col];
         outcome result = outcome::applied;
-        if (auto existing = w.get(key_buf_)) {
-            const auto hdr = detail::layout::read_cell_header(*existing);
-            if (h <= hdr.version) {
-                if (h == hdr.version || local) return outcome::skipped;
-                auto lv = detail::layout::read_cell_value(*existing);
+        auto* cell = img.cell(column);
+        if (cell) {
+            if (h <= cell->version) {
+                if (h == cell->version || local) return outcome::skipped;
                 // Our value overwrote exactly the incoming one: no conflict.
-                if (auto lp = detail::layout::read_cell_prior(*existing); lp && lp->first >= h) return outcome::skipped;
-                if (!is_conflict(hdr.version, lv, h, v, prior)) return outcome::skipped;
-                if (c) *c = conflict{{}, {}, {}, {}, std::move(lv), hdr.version, v, h, conflict_winner::local};
+                if (cell->prior_version && *cell->prior_version >= h) return outcome::skipped;
+                if (!is_conflict(cell->version, cell->val, h, v, prior)) return outcome::skipped;
+                if (c) *c = conflict{{}, {}, {}, {}, cell->val, cell->version, v, h, conflict_winner::local};
                 return outcome::conflict_local;
             }
-            if (!local && hdr.version.site != h.site && !(prior && *prior >= hdr.version)) {
-                auto lv = detail::layout::read_cell_value(*existing);
-                if (!(lv == v)) {
-                    if (c) *c = conflict{{}, {}, {}, {}, std::move(lv), hdr.version, v, h, conflict_winner::remote};
-                    result = outcome::conflict_remote;
-                }
+            if (!local && cell->version.site != h.site && !(prior && *prior >= cell->version) && !(cell->val == v)) {
+                if (c) *c = conflict{{}, {}, {}, {}, std::move(cell->val), cell->version, v, h, conflict_winner::remote};
+                result = outcome::conflict_remote;
             }
-            (void)w.erase(detail::layout::log_key(hdr.seq));
+            img.release(cell->seq);
+        } else {
+            auto at = std::find_if(rec.cells.begin(), rec.cells.end(), [&](const auto& x) { return x.column > column; });
+            cell = &*rec.cells.emplace(at);
+            cell->column = column;
         }
-        const auto seq = ++last_seq_;
-        const bool keep_prior = prior && prior_value;
-        detail::layout::put_cell_record(rec_buf_, h, seq, v, keep_prior ? &*prior : nullptr, keep_prior ? &*prior_value : nullptr);
-        w.put(key_buf_, rec_buf_);
-        detail::layout::put_log_record(log_buf_, detail::layout::cell, key_buf_, t.folds ? original_pk : std::string_view{});
-        w.put(detail::layout::log_key(seq), log_buf_);
+        cell->version = h;
+        cell->seq = 0;
+        cell->val = v;
+        if (prior && prior_value) {
+            cell->prior_version = prior;
+            cell->prior_value = prior_value;
+        } else {
+            cell->prior_version.reset();
+            cell->prior_value.reset();
+        }
+        cell->original_pk.assign(original_pk);
+        img.dirty = true;
         return result;
     }
 
     /// Records a delete of the row at `h` (a join: the tombstone keeps the
     /// greatest delete HLC) and drops the cells it hides.
-    outcome put_tomb(write_txn& w, const table_state& t, const std::string& suffix, std::string_view original_pk, const hlc& h) {
-        auto& tomb = row_tomb(w, t, suffix);
-        if (tomb.version && h <= *tomb.version) return outcome::skipped;
-        if (tomb.version) (void)w.erase(detail::layout::log_key(tomb.seq));
-        const auto seq = ++last_seq_;
-        const std::string tkey = t.tomb_prefix + suffix;
-        std::string pk_tuple = original_pk.empty() ? suffix : std::string(original_pk);
-        detail::layout::put_tomb_record(rec_buf_, h, seq, physical_(), pk_tuple);
-        w.put(tkey, rec_buf_);
-        detail::layout::put_log_record(log_buf_, detail::layout::tomb, tkey, {});
-        w.put(detail::layout::log_key(seq), log_buf_);
-        tomb.version = h;
-        tomb.seq = seq;
+    outcome put_tomb(write_txn& w, row_image& img, std::string_view original_pk, const hlc& h) {
+        auto& rec = img.rec;
+        if (rec.tomb && h <= rec.tomb->version) return outcome::skipped;
+        if (rec.tomb) {
+            img.release(rec.tomb->seq);
+            (void)w.erase(detail::layout::tomb_index_key(rec.tomb->created_ms, img.key));
+        }
+        const auto now = physical_();
+        rec.tomb = detail::layout::row_tomb{h, 0, now, std::string(original_pk.empty() ? img.suffix() : original_pk)};
+        w.put(detail::layout::tomb_index_key(now, img.key), std::string_view{});
         // Cells at or below the tombstone are invisible forever: drop them,
         // so that every delivery order leaves the same stored state.
-        std::vector<std::pair<std::string, std::uint64_t>> doomed;
-        const std::string prefix = t.cell_prefix + suffix;
-        w.scan(prefix, key_codec::tuple_range_end(prefix), [&](std::string_view k, std::string_view v) {
-            const auto hdr = detail::layout::read_cell_header(v);
-            if (opts_.deletes == delete_policy::delete_wins || hdr.version <= h) doomed.emplace_back(std::string(k), hdr.seq);
+        std::erase_if(rec.cells, [&](const auto& cell) {
+            if (opts_.deletes != delete_policy::delete_wins && h < cell.version) return false;
+            img.release(cell.seq);
             return true;
         });
-        for (const auto& [k, s] : doomed) {
-            (void)w.erase(k);
-            (void)w.erase(detail::layout::log_key(s));
-        }
+        img.dirty = true;
         return outcome::applied;
     }
 
@@ -809,7 +871,7 @@ private:
         if (w.get(mkey)) return outcome::skipped; // the same fact, seen before
         w.put(mkey, encode_migration(m));
         const auto seq = ++last_seq_;
-        detail::layout::put_log_record(log_buf_, detail::layout::migration, mkey, {});
+        detail::layout::put_log_record(log_buf_, detail::layout::migration, mkey);
         w.put(detail::layout::log_key(seq), log_buf_);
         if (m.type == migration_kind::create_table) {
             auto def = table_def::from_ddl(m.ddl);
@@ -824,7 +886,6 @@ private:
                 w.put(detail::layout::table_key(t->id), encode_table(*t));
             }
         }
-        tomb_ = {};
         return outcome::applied;
     }
 
@@ -944,10 +1005,10 @@ private:
             if (const auto* cc = std::get_if<column_change>(&c)) {
                 const auto& t = *lookup(cc->schema, cc->table);
                 const auto col = *t.def.find_column(cc->column);
-                auto [suffix, original] = encode_row(t, cc->pk);
+                row_image& img = at_row(w, t, cc->pk);
                 conflict cf;
                 const value v = t.def.coerce(col, cc->val);
-                o = put_cell(w, t, suffix, original, col, v, cc->version, cc->prior_version, cc->prior_value, false,
+                o = put_cell(img, col, v, cc->version, cc->prior_version, cc->prior_value, cur_original_, false,
                              want_conflicts ? &cf : nullptr);
                 if (want_conflicts && (o == outcome::conflict_local || o == outcome::conflict_remote)) {
                     cf.schema = cc->schema;
@@ -960,15 +1021,30 @@ private:
             } else {
                 const auto& d = std::get<row_delete>(c);
                 const auto& t = *lookup(d.schema, d.table);
-                auto [suffix, original] = encode_row(t, d.pk);
-                o = put_tomb(w, t, suffix, original, d.version);
+                row_image& img = at_row(w, t, d.pk); // before reading cur_original_
+                o = put_tomb(w, img, cur_original_, d.version);
                 max = std::max(max, d.version);
             }
             count(o);
             if (want_remote && (o == outcome::applied || o == outcome::conflict_remote)) rc.applied.push_back(c);
         }
+        // The next change set may add tables (moving table_state): start afresh.
+        flush(w, cur_);
+        cur_.table = nullptr;
         clock_.receive(max);
         if (!rc.applied.empty() || !rc.migrations.empty()) ev.remote.push_back(std::move(rc));
+    }
+
+    /// The row image of the row with key `pk`, read unless the merge is
+    /// already at it (the facts of a row travel together).
+    row_image& at_row(write_txn& w, const table_state& t, const row_key& pk) {
+        if (cur_.table == &t && pk == cur_pk_) return cur_;
+        flush(w, cur_);
+        auto [suffix, original] = encode_row(t, pk);
+        load_row(w, t, suffix, cur_);
+        cur_pk_ = pk;
+        cur_original_ = std::move(original);
+        return cur_;
     }
 
     void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now) {
@@ -978,19 +1054,24 @@ private:
             if (auto t = lookup(f.schema, f.table)) def = &t->def;
             for (const auto& d : created)
                 if (d.schema_name() == f.schema && d.name() == f.table) def = &d;
-            failing_table_ = f.schema + "." + f.table;
-            if (!def) detail::raise(errc::unknown_table, "change for unknown table " + failing_table_);
+            // The names are built only when a check fails (a rejection names them).
+            auto fail = [&](errc code, const std::string& what) {
+                failing_table_ = f.schema + "." + f.table;
+                detail::raise(code, "change for " + what);
+            };
+            if (!def) fail(errc::unknown_table, "unknown table " + f.schema + "." + f.table);
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
-                failing_column_ = f.column;
-                if (!def->find_column(f.column))
-                    detail::raise(errc::unknown_column, "change for unknown column \"" + f.column + "\" of table " + failing_table_);
+                if (!def->find_column(f.column)) {
+                    failing_column_ = f.column;
+                    fail(errc::unknown_column, "unknown column \"" + f.column + "\" of table " + f.schema + "." + f.table);
+                }
             }
             const auto& kc = def->key_columns();
             if (f.pk.size() != kc.size())
-                detail::raise(errc::invalid_key, "change for table " + failing_table_ + " has a key of " + std::to_string(f.pk.size()) +
-                                                     " value(s), the table's primary key has " + std::to_string(kc.size()));
+                fail(errc::invalid_key, "table " + f.schema + "." + f.table + " has a key of " + std::to_string(f.pk.size()) +
+                                            " value(s), the table's primary key has " + std::to_string(kc.size()));
             for (const auto& v : f.pk)
-                if (v.is_null()) detail::raise(errc::invalid_key, "change for table " + failing_table_ + " has a NULL key value");
+                if (v.is_null()) fail(errc::invalid_key, "table " + f.schema + "." + f.table + " has a NULL key value");
         }, c);
     }
 
@@ -1002,46 +1083,53 @@ private:
         [[nodiscard]] const hlc& version() const { return migration ? migration->version : version_of(*data); }
     };
 
+    /// The facts a change-log entry stands for: a migration, or the parts of
+    /// a row that still carry the entry's seq.
     template <class R>
-    fact read_fact(R& r, const detail::layout::log_record& lr) const {
-        fact f;
+    void read_facts(R& r, const detail::layout::log_record& lr, std::uint64_t seq, std::vector<fact>& out) const {
         auto rec = r.get(lr.key);
         if (!rec) detail::raise(errc::storage, "change-log entry points at a missing record");
         if (lr.kind == detail::layout::migration) {
             const auto h = hlc::from_bytes(lr.key.substr(1));
-            f.migration = decode_migration(*rec, &h);
-            return f;
+            out.emplace_back().migration = decode_migration(*rec, &h);
+            return;
         }
+        if (lr.kind != detail::layout::row || lr.key.size() < 5) detail::raise(errc::storage, "change-log entry is malformed");
         const auto tid = detail::load_be<std::uint32_t>(lr.key, 1);
         const auto* t = table_by_id(tid);
         if (!t) detail::raise(errc::storage, "change-log entry names an unknown table id " + std::to_string(tid));
-        if (lr.kind == detail::layout::cell) {
-            column_change cc;
-            cc.schema = t->def.schema_name();
-            cc.table = t->def.name();
-            const auto suffix = lr.key.substr(5, lr.key.size() - 5 - 9);
-            cc.pk = key_codec::decode(lr.original_pk.empty() ? suffix : lr.original_pk);
-            const auto col = t->column_index_by_id(cell_column_id(lr.key));
-            if (!col) detail::raise(errc::storage, "change-log entry names an unknown column");
-            cc.column = t->def.columns()[*col].name;
-            const auto hdr = detail::layout::read_cell_header(*rec);
-            cc.version = hdr.version;
-            cc.val = detail::layout::read_cell_value(*rec);
-            if (auto prior = detail::layout::read_cell_prior(*rec)) {
-                cc.prior_version = prior->first;
-                cc.prior_value = std::move(prior->second);
-            }
-            f.data = std::move(cc);
-        } else {
+        const auto suffix = lr.key.substr(5);
+        detail::layout::row_record row_rec;
+        detail::layout::read_row_record(*rec, row_rec);
+        if (row_rec.tomb && row_rec.tomb->seq == seq) {
             row_delete d;
             d.schema = t->def.schema_name();
             d.table = t->def.name();
-            const auto tr = detail::layout::read_tomb(*rec);
-            d.pk = key_codec::decode(tr.original_pk);
-            d.version = tr.version;
-            f.data = std::move(d);
+            d.pk = key_codec::decode(row_rec.tomb->original_pk);
+            d.version = row_rec.tomb->version;
+            out.emplace_back().data = std::move(d);
         }
-        return f;
+        std::optional<row_key> folded_pk;
+        for (auto& c : row_rec.cells) {
+            if (c.seq != seq) continue;
+            const auto col = t->column_index_by_id(c.column);
+            if (!col) detail::raise(errc::storage, "stored row holds a cell of an unknown column");
+            column_change cc;
+            cc.schema = t->def.schema_name();
+            cc.table = t->def.name();
+            if (!c.original_pk.empty()) {
+                cc.pk = key_codec::decode(c.original_pk);
+            } else {
+                if (!folded_pk) folded_pk = key_codec::decode(suffix);
+                cc.pk = *folded_pk;
+            }
+            cc.column = t->def.columns()[*col].name;
+            cc.version = c.version;
+            cc.val = std::move(c.val);
+            cc.prior_version = c.prior_version;
+            cc.prior_value = std::move(c.prior_value);
+            out.emplace_back().data = std::move(cc);
+        }
     }
 
     static void finish_change_set(change_set& cs) {
@@ -1078,8 +1166,10 @@ private:
     std::uint32_t next_table_id_ = 1;
     std::vector<table_state> tables_;
     mutable std::size_t last_lookup_ = 0;
-    tomb_cache tomb_;
-    std::string key_buf_, rec_buf_, log_buf_;
+    row_image cur_;       // the row the merge is at
+    row_key cur_pk_;      // its key as the change sets spell it
+    std::string cur_original_;
+    std::string rec_buf_, log_buf_;
     std::string failing_table_, failing_column_;
     listener_id next_listener_ = 0;
     listeners<void(const local_change&)> local_listeners_;
@@ -1148,7 +1238,9 @@ public:
         bool update(std::string_view table, const row_key& pk, const row& changes) {
             const auto& t = r_.require_table(table);
             auto [suffix, original] = r_.encode_row(t, pk);
-            auto s = r_.read_row_state(w_, t, suffix);
+            row_image img;
+            r_.load_row(w_, t, suffix, img);
+            const auto s = r_.state_of(t, img);
             if (!s.visible) return false;
             std::vector<std::pair<std::size_t, value>> updates;
             bool key_changes = false, key_respelled = false;
@@ -1170,12 +1262,11 @@ public:
                 std::vector<value> full(t.def.columns().size());
                 for (std::size_t i = 0; i < full.size(); ++i) full[i] = next[t.def.columns()[i].name];
                 for (auto& [i, v] : updates) full[i] = v;
-                erase_row(t, suffix, original, s);
+                erase_row(img, original, s);
                 insert_full(t, std::move(full));
                 return true;
             }
             (void)key_respelled; // a re-spelled key under NOCASE/RTRIM is a plain cell update
-            const auto& new_original = original;
             for (auto& [i, v] : updates) {
                 const hlc h = next_hlc();
                 column_change cc{t.def.schema_name(), t.def.name(), pk, h, t.def.columns()[i].name, v, std::nullopt, std::nullopt};
@@ -1183,9 +1274,10 @@ public:
                     cc.prior_value = s.cells[i]->val;
                     cc.prior_version = s.cells[i]->version;
                 }
-                (void)r_.put_cell(w_, t, suffix, new_original, i, v, h, cc.prior_version, cc.prior_value, true, nullptr);
+                (void)r_.put_cell(img, i, v, h, cc.prior_version, cc.prior_value, original, true, nullptr);
                 cs_.changes.push_back(std::move(cc));
             }
+            r_.flush(w_, img);
             return true;
         }
 
@@ -1193,9 +1285,11 @@ public:
         bool erase(std::string_view table, const row_key& pk) {
             const auto& t = r_.require_table(table);
             auto [suffix, original] = r_.encode_row(t, pk);
-            auto s = r_.read_row_state(w_, t, suffix);
+            row_image img;
+            r_.load_row(w_, t, suffix, img);
+            const auto s = r_.state_of(t, img);
             if (!s.visible) return false;
-            erase_row(t, suffix, original, s);
+            erase_row(img, original, s);
             return true;
         }
 
@@ -1232,25 +1326,30 @@ public:
             row_key pk;
             for (auto k : t.def.key_columns()) pk.push_back(full[k]);
             auto [suffix, original] = r_.encode_row(t, pk);
-            auto s = r_.read_row_state(w_, t, suffix);
+            row_image img;
+            r_.load_row(w_, t, suffix, img);
+            const auto s = r_.state_of(t, img);
             if (s.visible) detail::raise(errc::constraint, "table " + t.def.qualified_name() + " already has a row with this primary key");
             if (s.tomb && r_.opts_.deletes == delete_policy::delete_wins)
                 detail::raise(errc::constraint, "table " + t.def.qualified_name() +
                                                     ": this primary key was deleted and the delete_wins policy makes deletes final");
             for (std::size_t i = 0; i < full.size(); ++i) {
                 const hlc h = next_hlc();
-                (void)r_.put_cell(w_, t, suffix, original, i, full[i], h, std::nullopt, std::nullopt, true, nullptr);
+                (void)r_.put_cell(img, i, full[i], h, std::nullopt, std::nullopt, original, true, nullptr);
                 cs_.changes.push_back(column_change{t.def.schema_name(), t.def.name(), pk, h, t.def.columns()[i].name, full[i], std::nullopt, std::nullopt});
             }
+            r_.flush(w_, img);
         }
-        void erase_row(const table_state& t, const std::string& suffix, const std::string& original, const row_state& s) {
+        void erase_row(row_image& img, const std::string& original, const row_state& s) {
+            const auto& t = *img.table;
             const hlc h = next_hlc();
             row_key prior;
-            const auto r = r_.to_row(t, s, suffix);
+            const auto r = r_.to_row(t, s, img.suffix());
             for (const auto& c : t.def.columns()) prior.push_back(r.at(c.name));
             row_key pk;
             for (auto k : t.def.key_columns()) pk.push_back(prior[k]);
-            (void)r_.put_tomb(w_, t, suffix, original, h);
+            (void)r_.put_tomb(w_, img, original, h);
+            r_.flush(w_, img);
             cs_.changes.push_back(row_delete{t.def.schema_name(), t.def.name(), std::move(pk), h, std::move(prior)});
         }
         void finish() {

@@ -5,21 +5,29 @@
 //
 //   'm' name                        -> meta (format, site, clock, seq, gc, next table id)
 //   's' u32 table                   -> table record (definition + local column ids)
-//   'c' u32 table, pk..., i(column) -> cell: hlc(30) seq(8) value-element
-//   't' u32 table, pk...            -> tombstone: hlc(30) seq(8) created_ms(8) original-pk-tuple
+//   'r' u32 table, pk...            -> row record: its tombstone (if any) and its cells
 //   'g' hlc(30)                     -> schema migration record
-//   'l' u64 seq                     -> change-log entry: kind(1) u16 key length, key, [original pk tuple]
+//   'l' u64 seq                     -> change-log entry: kind(1), key of the row or migration
+//   'x' u64 created_ms, row key     -> tombstone arrival index (for pruning), empty value
 //   'p' site(16)                    -> peer: received_up_to(8) sent_up_to(8)
 //
 // pk... is the key-codec encoding of the primary key after collation
 // folding, so keys that a collation calls equal name one row. Table and
 // column ids are local to one replica (never on the wire).
+//
+// A row is one record: deciding and writing every change to a row costs one
+// read and one write of it, whatever the number of its columns. Each cell and
+// the tombstone carry the local sequence number (seq) of the write that
+// stored them; all cells written together share it, and the change-log entry
+// of that seq names the row. An entry is live while some part of its row
+// still carries its seq.
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <utility>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <crdtsync/detail/endian.hpp>
 #include <crdtsync/error.hpp>
@@ -33,11 +41,11 @@ namespace detail::layout {
 
 inline constexpr char meta = 'm';
 inline constexpr char table_rec = 's';
-inline constexpr char cell = 'c';
-inline constexpr char tomb = 't';
+inline constexpr char row = 'r';
 inline constexpr char migration = 'g';
 inline constexpr char log = 'l';
 inline constexpr char peer = 'p';
+inline constexpr char tomb_index = 'x';
 
 inline std::string meta_key(std::string_view name) { return std::string(1, meta) + std::string(name); }
 
@@ -63,84 +71,158 @@ inline std::string migration_key(const hlc& h) {
     return k;
 }
 
-/// Cell record: hlc | seq | value element [| prior hlc | prior value element].
-/// The prior is what the writer saw before it wrote (known for local updates
-/// and relayed from remote ones); it lets a receiver tell a causal overwrite
-/// from a conflict.
-inline void put_cell_record(std::string& out, const hlc& h, std::uint64_t seq, const value& v,
-                            const hlc* prior_version = nullptr, const value* prior_value = nullptr) {
+/// One column's cell in a row record. `seq` 0 marks a cell written since the
+/// row was read, not yet given its seq.
+struct row_cell {
+    std::uint32_t column = 0; // local column id
+    hlc version;
+    std::uint64_t seq = 0;
+    value val;
+    // What the writer saw before it wrote (known for local updates and
+    // relayed from remote ones): lets a receiver tell a causal overwrite from
+    // a conflict. Both or neither.
+    std::optional<hlc> prior_version;
+    std::optional<value> prior_value;
+    std::string original_pk; // the key as spelled by this write, when collation folding changed it
+};
+
+/// A row's tombstone.
+struct row_tomb {
+    hlc version;
+    std::uint64_t seq = 0;
+    std::uint64_t created_ms = 0; // local arrival time, for pruning
+    std::string original_pk;      // the key tuple as spelled by the delete
+};
+
+/// A decoded row record; cells ascend by column id.
+struct row_record {
+    std::optional<row_tomb> tomb;
+    std::vector<row_cell> cells;
+    [[nodiscard]] bool empty() const noexcept { return !tomb && cells.empty(); }
+};
+
+// Row record:
+//   u8 flags (1: has tombstone)
+//   [tombstone: hlc(30) seq(8) created_ms(8) u32 length, original pk tuple]
+//   u32 cell count, then per cell:
+//     u32 column, hlc(30), seq(8), u8 flags (1: prior, 2: original pk), value element,
+//     [prior hlc(30), prior value element], [u32 length, original pk tuple]
+inline void put_row_record(std::string& out, const row_record& r) {
     out.clear();
-    h.append_bytes(out);
-    put_be<std::uint64_t>(out, seq);
-    key_codec::append(out, v);
-    if (prior_version && prior_value) {
-        prior_version->append_bytes(out);
-        key_codec::append(out, *prior_value);
+    out.push_back(r.tomb ? '\x01' : '\x00');
+    if (r.tomb) {
+        r.tomb->version.append_bytes(out);
+        put_be<std::uint64_t>(out, r.tomb->seq);
+        put_be<std::uint64_t>(out, r.tomb->created_ms);
+        put_be<std::uint32_t>(out, static_cast<std::uint32_t>(r.tomb->original_pk.size()));
+        out.append(r.tomb->original_pk);
+    }
+    put_be<std::uint32_t>(out, static_cast<std::uint32_t>(r.cells.size()));
+    for (const auto& c : r.cells) {
+        put_be<std::uint32_t>(out, c.column);
+        c.version.append_bytes(out);
+        put_be<std::uint64_t>(out, c.seq);
+        const bool prior = c.prior_version && c.prior_value;
+        out.push_back(static_cast<char>((prior ? 1 : 0) | (c.original_pk.empty() ? 0 : 2)));
+        key_codec::append(out, c.val);
+        if (prior) {
+            c.prior_version->append_bytes(out);
+            key_codec::append(out, *c.prior_value);
+        }
+        if (!c.original_pk.empty()) {
+            put_be<std::uint32_t>(out, static_cast<std::uint32_t>(c.original_pk.size()));
+            out.append(c.original_pk);
+        }
     }
 }
-struct cell_header {
-    hlc version;
-    std::uint64_t seq = 0;
-};
-inline cell_header read_cell_header(std::string_view rec) {
-    if (rec.size() < hlc::byte_size + 8) raise(errc::invalid_key, "stored cell record is truncated");
-    return {hlc::read_bytes(reinterpret_cast<const unsigned char*>(rec.data())), load_be<std::uint64_t>(rec, hlc::byte_size)};
+
+namespace row_reader {
+[[noreturn]] inline void truncated() { raise(errc::invalid_key, "stored row record is truncated"); }
+inline void need(std::string_view in, std::size_t n) {
+    if (in.size() < n) truncated();
 }
-inline value read_cell_value(std::string_view rec) {
-    rec.remove_prefix(hlc::byte_size + 8);
-    return key_codec::read(rec);
+inline hlc take_hlc(std::string_view& in) {
+    need(in, hlc::byte_size);
+    const auto h = hlc::read_bytes(reinterpret_cast<const unsigned char*>(in.data()));
+    in.remove_prefix(hlc::byte_size);
+    return h;
 }
-/// The prior (version, value) of a cell record, if it holds one.
-inline std::optional<std::pair<hlc, value>> read_cell_prior(std::string_view rec) {
-    rec.remove_prefix(hlc::byte_size + 8);
-    (void)key_codec::skip(rec);
-    if (rec.empty()) return std::nullopt;
-    if (rec.size() < hlc::byte_size) raise(errc::invalid_key, "stored cell record has a truncated prior");
-    const auto h = hlc::read_bytes(reinterpret_cast<const unsigned char*>(rec.data()));
-    rec.remove_prefix(hlc::byte_size);
-    return std::pair<hlc, value>{h, key_codec::read(rec)};
+template <class T>
+T take_be(std::string_view& in) {
+    need(in, sizeof(T));
+    const auto v = load_be<T>(in);
+    in.remove_prefix(sizeof(T));
+    return v;
+}
+inline std::string take_blob(std::string_view& in) {
+    const auto n = take_be<std::uint32_t>(in);
+    need(in, n);
+    std::string s(in.substr(0, n));
+    in.remove_prefix(n);
+    return s;
+}
+} // namespace row_reader
+
+inline void read_row_record(std::string_view in, row_record& out) {
+    using namespace row_reader;
+    out.tomb.reset();
+    out.cells.clear();
+    need(in, 1);
+    const auto flags = static_cast<unsigned char>(in[0]);
+    in.remove_prefix(1);
+    if (flags & 1u) {
+        row_tomb t;
+        t.version = take_hlc(in);
+        t.seq = take_be<std::uint64_t>(in);
+        t.created_ms = take_be<std::uint64_t>(in);
+        t.original_pk = take_blob(in);
+        out.tomb = std::move(t);
+    }
+    const auto n = take_be<std::uint32_t>(in);
+    if (n > in.size()) truncated();
+    out.cells.resize(n);
+    for (auto& c : out.cells) {
+        c.column = take_be<std::uint32_t>(in);
+        c.version = take_hlc(in);
+        c.seq = take_be<std::uint64_t>(in);
+        need(in, 1);
+        const auto cf = static_cast<unsigned char>(in[0]);
+        in.remove_prefix(1);
+        c.val = key_codec::read(in);
+        if (cf & 1u) {
+            c.prior_version = take_hlc(in);
+            c.prior_value = key_codec::read(in);
+        } else {
+            c.prior_version.reset();
+            c.prior_value.reset();
+        }
+        if (cf & 2u) c.original_pk = take_blob(in);
+        else c.original_pk.clear();
+    }
+    if (!in.empty()) raise(errc::invalid_key, "stored row record has trailing bytes");
 }
 
-/// Tombstone record: hlc | seq | created_ms | original pk tuple.
-struct tomb_record {
-    hlc version;
-    std::uint64_t seq = 0;
-    std::uint64_t created_ms = 0;
-    std::string_view original_pk; // encoded tuple
-};
-inline void put_tomb_record(std::string& out, const hlc& h, std::uint64_t seq, std::uint64_t created,
-                            std::string_view original_pk) {
-    out.clear();
-    h.append_bytes(out);
-    put_be<std::uint64_t>(out, seq);
-    put_be<std::uint64_t>(out, created);
-    out.append(original_pk);
-}
-inline tomb_record read_tomb(std::string_view rec) {
-    if (rec.size() < hlc::byte_size + 16) raise(errc::invalid_key, "stored tombstone record is truncated");
-    return {hlc::read_bytes(reinterpret_cast<const unsigned char*>(rec.data())),
-            load_be<std::uint64_t>(rec, hlc::byte_size), load_be<std::uint64_t>(rec, hlc::byte_size + 8),
-            rec.substr(hlc::byte_size + 16)};
-}
-
-/// Log record: kind | u16 key length | key | [original pk tuple].
-inline void put_log_record(std::string& out, char kind, std::string_view key, std::string_view original_pk) {
+/// Log record: kind | key (of the row, or of the migration).
+inline void put_log_record(std::string& out, char kind, std::string_view key) {
     out.clear();
     out.push_back(kind);
-    put_be<std::uint16_t>(out, static_cast<std::uint16_t>(key.size()));
     out.append(key);
-    out.append(original_pk);
 }
 struct log_record {
     char kind = 0;
     std::string_view key;
-    std::string_view original_pk; // empty: decode the pk from the key
 };
 inline log_record read_log(std::string_view rec) {
-    if (rec.size() < 3) raise(errc::invalid_key, "stored change-log record is truncated");
-    const auto n = load_be<std::uint16_t>(rec, 1);
-    if (rec.size() < 3u + n) raise(errc::invalid_key, "stored change-log record is truncated");
-    return {rec[0], rec.substr(3, n), rec.substr(3 + n)};
+    if (rec.size() < 2) raise(errc::invalid_key, "stored change-log record is truncated");
+    return {rec[0], rec.substr(1)};
+}
+
+/// Tombstone arrival index key: 'x' created_ms(8) row key.
+inline std::string tomb_index_key(std::uint64_t created_ms, std::string_view row_key) {
+    std::string k(1, tomb_index);
+    put_be<std::uint64_t>(k, created_ms);
+    k.append(row_key);
+    return k;
 }
 
 } // namespace detail::layout
