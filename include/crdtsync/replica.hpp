@@ -405,13 +405,18 @@ private:
         return {name.substr(0, dot), name.substr(dot + 1)};
     }
 
+    // Length first: names of one schema rarely share it (the merge looks a
+    // table up for every fact).
+    static bool same_name(std::string_view a, std::string_view b) noexcept {
+        return a.size() == b.size() && std::char_traits<char>::compare(a.data(), b.data(), a.size()) == 0;
+    }
     [[nodiscard]] const table_state* lookup(std::string_view schema, std::string_view name) const noexcept {
         if (last_lookup_ < tables_.size()) {
             const auto& t = tables_[last_lookup_];
-            if (t.def.name() == name && t.def.schema_name() == schema) return &t;
+            if (same_name(t.def.name(), name) && same_name(t.def.schema_name(), schema)) return &t;
         }
         for (std::size_t i = 0; i < tables_.size(); ++i)
-            if (tables_[i].def.name() == name && tables_[i].def.schema_name() == schema) {
+            if (same_name(tables_[i].def.name(), name) && same_name(tables_[i].def.schema_name(), schema)) {
                 last_lookup_ = i;
                 return &tables_[i];
             }
@@ -798,7 +803,7 @@ private:
     /// Writes one cell into the row image if `h` beats what the row holds.
     /// `local` writes are never conflicts. On a conflict, fills `c` (except
     /// the row identity).
-    outcome put_cell(row_image& img, std::size_t col, const value& v, const hlc& h, const std::optional<hlc>& prior,
+    outcome put_cell(row_image& img, std::size_t col, value v, const hlc& h, const std::optional<hlc>& prior,
                      const std::optional<value>& prior_value, std::string_view original_pk, bool local, conflict* c) {
         const auto& t = *img.table;
         auto& rec = img.rec;
@@ -827,7 +832,7 @@ private:
         }
         cell->version = h;
         cell->seq = 0;
-        cell->val = v;
+        cell->val = std::move(v);
         if (prior && prior_value) {
             cell->prior_version = prior;
             cell->prior_value = prior_value;
@@ -963,7 +968,8 @@ private:
                 clock_.check_drift(m.version, now);
                 validate_migration(m, created);
             }
-            for (const auto& c : cs.changes) validate_change(c, created, now);
+            resolved_.resize(cs.changes.size());
+            for (std::size_t i = 0; i < cs.changes.size(); ++i) validate_change(cs.changes[i], created, now, resolved_[i]);
         } catch (const error& e) {
             rejection rj;
             rj.reason = e.message();
@@ -1000,27 +1006,29 @@ private:
             if (want_remote && o == outcome::applied) rc.migrations.push_back(m);
             max = std::max(max, m.version);
         }
-        for (const auto& c : cs.changes) {
+        std::optional<conflict> cf;
+        for (std::size_t i = 0; i < cs.changes.size(); ++i) {
+            const auto& c = cs.changes[i];
+            const auto& where = resolved_[i];
             outcome o;
             if (const auto* cc = std::get_if<column_change>(&c)) {
-                const auto& t = *lookup(cc->schema, cc->table);
-                const auto col = *t.def.find_column(cc->column);
+                const auto& t = where.live ? tables_[where.table] : *lookup(cc->schema, cc->table);
+                const auto col = where.live ? where.column : *t.def.find_column(cc->column);
                 row_image& img = at_row(w, t, cc->pk);
-                conflict cf;
-                const value v = t.def.coerce(col, cc->val);
-                o = put_cell(img, col, v, cc->version, cc->prior_version, cc->prior_value, cur_original_, false,
-                             want_conflicts ? &cf : nullptr);
+                if (want_conflicts) cf.emplace();
+                o = put_cell(img, col, t.def.coerce(col, cc->val), cc->version, cc->prior_version, cc->prior_value, cur_original_,
+                             false, want_conflicts ? &*cf : nullptr);
                 if (want_conflicts && (o == outcome::conflict_local || o == outcome::conflict_remote)) {
-                    cf.schema = cc->schema;
-                    cf.table = cc->table;
-                    cf.pk = cc->pk;
-                    cf.column = cc->column;
-                    ev.conflicts.push_back(std::move(cf));
+                    cf->schema = cc->schema;
+                    cf->table = cc->table;
+                    cf->pk = cc->pk;
+                    cf->column = cc->column;
+                    ev.conflicts.push_back(std::move(*cf));
                 }
                 max = std::max(max, cc->version);
             } else {
                 const auto& d = std::get<row_delete>(c);
-                const auto& t = *lookup(d.schema, d.table);
+                const auto& t = where.live ? tables_[where.table] : *lookup(d.schema, d.table);
                 row_image& img = at_row(w, t, d.pk); // before reading cur_original_
                 o = put_tomb(w, img, cur_original_, d.version);
                 max = std::max(max, d.version);
@@ -1047,13 +1055,28 @@ private:
         return cur_;
     }
 
-    void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now) {
+    /// Where a validated fact applies: a live table (by index: the change
+    /// set's migrations may add tables, moving them) and column, or `live`
+    /// false when the change set's own migrations create or extend its table.
+    struct resolved_fact {
+        std::size_t table = 0;
+        std::size_t column = 0;
+        bool live = false;
+    };
+
+    void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where) {
         clock_.check_drift(version_of(c), now);
         std::visit([&](const auto& f) {
             const table_def* def = nullptr;
-            if (auto t = lookup(f.schema, f.table)) def = &t->def;
+            const table_state* live = lookup(f.schema, f.table);
+            if (live) def = &live->def;
             for (const auto& d : created)
-                if (d.schema_name() == f.schema && d.name() == f.table) def = &d;
+                if (d.schema_name() == f.schema && d.name() == f.table) {
+                    def = &d;
+                    live = nullptr;
+                }
+            where.live = live != nullptr;
+            if (live) where.table = static_cast<std::size_t>(live - tables_.data());
             // The names are built only when a check fails (a rejection names them).
             auto fail = [&](errc code, const std::string& what) {
                 failing_table_ = f.schema + "." + f.table;
@@ -1061,10 +1084,12 @@ private:
             };
             if (!def) fail(errc::unknown_table, "unknown table " + f.schema + "." + f.table);
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
-                if (!def->find_column(f.column)) {
+                const auto col = def->find_column(f.column);
+                if (!col) {
                     failing_column_ = f.column;
                     fail(errc::unknown_column, "unknown column \"" + f.column + "\" of table " + f.schema + "." + f.table);
                 }
+                where.column = *col;
             }
             const auto& kc = def->key_columns();
             if (f.pk.size() != kc.size())
@@ -1171,6 +1196,7 @@ private:
     std::string cur_original_;
     std::string rec_buf_, log_buf_;
     std::string failing_table_, failing_column_;
+    std::vector<resolved_fact> resolved_; // per fact of the change set being applied
     listener_id next_listener_ = 0;
     listeners<void(const local_change&)> local_listeners_;
     listeners<void(const remote_change&)> remote_listeners_;

@@ -106,7 +106,8 @@ public:
     }
     [[nodiscard]] std::optional<std::size_t> find_column(std::string_view n) const noexcept {
         for (std::size_t i = 0; i < columns_.size(); ++i)
-            if (columns_[i].name == n) return i;
+            if (const auto& c = columns_[i].name; c.size() == n.size() && std::char_traits<char>::compare(c.data(), n.data(), n.size()) == 0)
+                return i;
         return std::nullopt;
     }
     /// \throws schema_error (`errc::unknown_column`) naming the table.

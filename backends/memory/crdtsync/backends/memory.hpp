@@ -259,12 +259,16 @@ private:
         return const_cast<map_type&>(map_).end();
     }
 
-    // Fingers: positions of recent writes. Replicas write in ascending runs
-    // (the cells of rows in key order, the change log by sequence number),
-    // a few runs interleaved; a key at or just after a finger is found, or
-    // known absent, or placed, without hashing or walking the tree.
-    static constexpr std::size_t finger_count = 4;
+    // Fingers: positions of recent accesses, one per leading key byte.
+    // Replicas write in ascending runs (rows in key order, the change log by
+    // sequence number), one run per leading byte, interleaved; a key at or
+    // just after its byte's finger is found, or known absent, or placed,
+    // without hashing or walking the tree.
+    static constexpr std::size_t finger_count = 256;
     static constexpr std::size_t no_finger = finger_count;
+    [[nodiscard]] static std::size_t finger_of(std::string_view key) noexcept {
+        return key.empty() ? 0 : static_cast<unsigned char>(key.front());
+    }
 
     struct finger {
         iterator node;           // end: unused
@@ -280,26 +284,25 @@ private:
 
     [[nodiscard]] near_result near_fingers(std::string_view key) const noexcept {
         const iterator end = missing();
-        for (std::size_t i = 0; i < finger_count; ++i) {
-            finger& f = fingers_[i];
-            if (f.node == end) continue;
-            const int c = std::string_view(f.node->first).compare(key);
-            if (c == 0) return {f.node, end, i};
-            if (c > 0) continue;
-            bool looked_up = false;
-            if (!f.next_known) {
-                // Finding the next node may climb the tree: worth it while
-                // the accesses run in order, not when they jump at random.
-                if (!lazy_next_worthwhile()) continue;
-                f.next = std::next(f.node);
-                f.next_known = true;
-                looked_up = true;
-            }
-            const int d = f.next == end ? 1 : std::string_view(f.next->first).compare(key);
-            if (looked_up) lazy_next_outcome(d >= 0);
-            if (d == 0) return {f.next, end, i};
-            if (d > 0) return {end, f.next, i};
+        const std::size_t i = finger_of(key);
+        finger& f = fingers_[i];
+        if (f.node == end) return {end, end, no_finger};
+        const int c = std::string_view(f.node->first).compare(key);
+        if (c == 0) return {f.node, end, i};
+        if (c > 0) return {end, end, no_finger};
+        bool looked_up = false;
+        if (!f.next_known) {
+            // Finding the next node may climb the tree: worth it while
+            // the accesses run in order, not when they jump at random.
+            if (!lazy_next_worthwhile()) return {end, end, no_finger};
+            f.next = std::next(f.node);
+            f.next_known = true;
+            looked_up = true;
         }
+        const int d = f.next == end ? 1 : std::string_view(f.next->first).compare(key);
+        if (looked_up) lazy_next_outcome(d >= 0);
+        if (d == 0) return {f.next, end, i};
+        if (d > 0) return {end, f.next, i};
         return {end, end, no_finger};
     }
 
@@ -314,10 +317,7 @@ private:
     }
 
     void set_finger(std::size_t i, iterator node) noexcept { fingers_[i] = finger{node, {}, false}; }
-    void move_finger(iterator node) noexcept {
-        set_finger(next_finger_, node);
-        next_finger_ = (next_finger_ + 1) % finger_count;
-    }
+    void move_finger(iterator node) noexcept { set_finger(finger_of(node->first), node); }
 
     // Lookup without moving the fingers (readers).
     [[nodiscard]] iterator find(std::string_view key) const noexcept {
@@ -362,22 +362,25 @@ private:
         const auto it = map_.emplace_hint(hint, std::piecewise_construct, std::forward_as_tuple(key),
                                           std::forward_as_tuple());
         index_.insert(h, it);
-        // The new node sits right before `hint`: a finger whose next was
-        // `hint` now has the new node next.
-        for (auto& f : fingers_) {
-            if (f.next_known && f.next == hint) f.next = it;
+        // The new node sits right before `hint`: the finger on the node
+        // before it (if any: fingers sit on nodes of their own byte) had
+        // `hint` next and now has the new node.
+        if (it != map_.begin()) {
+            const auto before = std::prev(it);
+            finger& f = fingers_[finger_of(before->first)];
+            if (f.node == before && f.next_known) f.next = it;
         }
-        const std::size_t i = near.finger != no_finger ? near.finger : next_finger_;
-        if (near.finger == no_finger) next_finger_ = (next_finger_ + 1) % finger_count;
-        fingers_[i] = finger{it, hint, true};
+        fingers_[finger_of(key)] = finger{it, hint, true};
         fresh = true;
         return it;
     }
 
     void erase_node(iterator it) noexcept {
-        for (auto& f : fingers_) {
-            if (f.node == it) f = finger{map_.end(), {}, false};
-            else if (f.next_known && f.next == it) f.next_known = false;
+        if (finger& f = fingers_[finger_of(it->first)]; f.node == it) f = finger{map_.end(), {}, false};
+        if (it != map_.begin()) {
+            const auto before = std::prev(it);
+            finger& f = fingers_[finger_of(before->first)];
+            if (f.node == before && f.next_known && f.next == it) f.next_known = false;
         }
         index_.erase(it->first);
         map_.erase(it);
@@ -557,11 +560,15 @@ private:
         retained_after_collect_ = retained_ == 0 ? 1 : retained_;
     }
 
+    static std::array<finger, finger_count> unused_fingers(map_type& m) noexcept {
+        std::array<finger, finger_count> a;
+        a.fill(finger{m.end(), {}, false});
+        return a;
+    }
+
     map_type map_;
     index_type index_;
-    mutable std::array<finger, finger_count> fingers_{finger{map_.end(), {}, false}, finger{map_.end(), {}, false},
-                                                       finger{map_.end(), {}, false}, finger{map_.end(), {}, false}};
-    std::size_t next_finger_ = 0; // the finger a lookup far from all of them moves
+    mutable std::array<finger, finger_count> fingers_ = unused_fingers(map_);
     mutable unsigned lazy_next_failures_ = 0;
     mutable unsigned lazy_next_probe_ = 0;
     std::uint64_t version_ = 1; // the last committed version; 0 means "never existed"
