@@ -4,6 +4,7 @@
 
 #include "wire_samples.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <functional>
 
@@ -525,4 +526,227 @@ TEST_CASE("an integral real comes back as an integer: the column type decides") 
     CHECK(wire::encode(two) == "2");
     CHECK(wire::decode<value>(wire::encode(two)) == value{std::int64_t(2)});
     CHECK(wire::to_json(two) == json(2));
+}
+
+// ---- The decoder's fast paths: member names recognised where writers put
+// them, a change's `{"type":"column"` head, HLCs decoded against the previous
+// one, plain integers and short decimals. Each must read exactly what the
+// general reader reads, and refuse what it refuses.
+
+namespace {
+
+/// The number of JSON values in a document (what max_elements counts).
+std::size_t json_values(const json& j) {
+    std::size_t n = 1;
+    if (j.is_structured())
+        for (const auto& c : j) n += json_values(c);
+    return n;
+}
+
+/// `j` as compact JSON text with every ASCII character of every string and
+/// member name written as a \u escape, so that no fast path applies.
+std::string dump_escaped(const json& j) {
+    const auto str = [](const std::string& s) {
+        static constexpr char hex[] = "0123456789abcdef";
+        std::string out = "\"";
+        for (unsigned char c : s) {
+            if (c < 0x80) {
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 15];
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+        return out + "\"";
+    };
+    if (j.is_object()) {
+        std::string out = "{";
+        for (auto it = j.begin(); it != j.end(); ++it) {
+            if (out.size() > 1) out += ',';
+            out += str(it.key()) + ":" + dump_escaped(it.value());
+        }
+        return out + "}";
+    }
+    if (j.is_array()) {
+        std::string out = "[";
+        for (const auto& e : j) {
+            if (out.size() > 1) out += ',';
+            out += dump_escaped(e);
+        }
+        return out + "]";
+    }
+    if (j.is_string()) return str(j.get<std::string>());
+    return j.dump();
+}
+
+/// Change sets whose facts share HLC prefixes the way transactions do, with
+/// HLCs that differ anywhere in their 40 characters, and lists of changes of
+/// varying lengths.
+std::vector<change_set> hlc_pattern_sets() {
+    std::vector<change_set> sets;
+    const std::uint64_t walls[] = {1700000002000, 1700000002000, 1700000002001, 0, 1700000002000};
+    const std::uint16_t counters[] = {0, 1, 1, 0, 0};
+    const std::size_t lengths[] = {3, 0, 5, 1, 4};
+    for (std::size_t t = 0; t < std::size(walls); ++t) {
+        change_set cs;
+        cs.origin = t % 2 ? site_b : site_a;
+        cs.version = at(walls[t], counters[t], cs.origin, static_cast<std::uint32_t>(lengths[t]));
+        cs.transaction_id = cs.version.transaction_id();
+        for (std::size_t i = 0; i < lengths[t]; ++i) {
+            // op_seq values that change the last bytes, and one that changes
+            // the bytes shared with the site id's end.
+            const std::uint32_t op = i == 3 ? 0xFFFFFFFFu : static_cast<std::uint32_t>(i * 0x01010101u);
+            column_change c = sample_column_change(op, value{std::int64_t(i)});
+            c.version = at(walls[t], counters[t], i == 2 ? site_of(0x5c) : cs.origin, op);
+            cs.changes.emplace_back(std::move(c));
+        }
+        sets.push_back(std::move(cs));
+    }
+    return sets;
+}
+
+} // namespace
+
+TEST_CASE("fast paths: text with escapes, whitespace or other member orders decodes the same") {
+    std::vector<change_set> sets = hlc_pattern_sets();
+    sets.push_back(sample_change_set());
+    const std::string text = wire::encode_change_sets(sets);
+    CHECK(wire::decode_change_sets(text) == sets);
+    const json doc = json::parse(text);
+    const std::string escaped = dump_escaped(doc);
+    CHECK(escaped.find("\"type\"") == std::string::npos);
+    CHECK(wire::decode_change_sets(escaped) == sets);
+    CHECK(wire::decode_change_sets(doc.dump(1)) == sets);
+
+    // The same JSON values are counted whichever path reads them.
+    for (const std::string* t : {&text, &escaped}) {
+        const std::size_t n = json_values(doc);
+        wire::decode_options exact;
+        exact.max_elements = n;
+        CHECK(wire::decode_change_sets(*t, exact) == sets);
+        exact.max_elements = n - 1;
+        try {
+            (void)wire::decode_change_sets(*t, exact);
+            FAIL_CHECK("max_elements = n - 1 accepted");
+        } catch (const parse_error& e) {
+            CHECK(e.code() == errc::limit_exceeded);
+        }
+    }
+}
+
+TEST_CASE("fast paths: a change read alone, into either kind") {
+    const change_set cs = sample_change_set();
+    for (const change& c : cs.changes) {
+        const std::string text = wire::encode(c);
+        CHECK(wire::decode<change>(text) == c);
+        CHECK(wire::decode<change>(dump_escaped(json::parse(text))) == c);
+    }
+    const column_change& cc = std::get<column_change>(cs.changes[1]);
+    CHECK(wire::decode<column_change>(wire::encode(cc)) == cc);
+    const row_delete& d = std::get<row_delete>(cs.changes[3]);
+    CHECK(wire::decode<row_delete>(wire::encode(d)) == d);
+}
+
+TEST_CASE("fast paths: repeated and unexpected members") {
+    // A repeated member: the last one wins, as in JavaScript.
+    auto sets = wire::decode_change_sets(sets_json(change_json(R"(,"table":"other","column":"again")")));
+    const auto& c = std::get<column_change>(sets.at(0).changes.at(0));
+    CHECK(c.table == "other");
+    CHECK(c.column == "again");
+    // A name that starts like the expected one is another member.
+    sets = wire::decode_change_sets(sets_json(
+        R"({"type":"column","schema":"main","table":"items","pk":[1],"hlc":")" + hlc0 +
+        R"(","column":"name","valueX":"ignored","value":2,"priorValueX":1})"));
+    CHECK(std::get<column_change>(sets.at(0).changes.at(0)).val == value{std::int64_t(2)});
+    // A second `type` is still checked.
+    check_fails([&] { (void)wire::decode_change_sets(sets_json(change_json(R"(,"type":"delete")"))); }, errc::decode,
+                "[0].changes[0].type", "expected \"column\"");
+    // A `type` head alone, or one that only starts like a known type.
+    check_fails([&] { (void)wire::decode_change_sets(sets_json(R"({"type":"column"})")); }, errc::decode,
+                "[0].changes[0].schema", "required member is missing");
+    check_fails([&] { (void)wire::decode_change_sets(sets_json(R"({"type":"columns","schema":"main"})")); },
+                errc::decode, "[0].changes[0].type", "got the string \"columns\"");
+    check_fails([&] { (void)wire::decode_change_sets(sets_json(R"({"type":"column" "schema":"main"})")); },
+                errc::decode, "[0].changes[0].type", "expected ',' or '}'");
+    CHECK(wire::decode_change_sets(
+              sets_json(R"({"type":"delete" ,"schema":"main","table":"t","pk":[],"hlc":")" + hlc0 + R"("})"))
+              .at(0)
+              .changes.size() == 1);
+}
+
+TEST_CASE("fast paths: an HLC like the previous one is still checked in full") {
+    // Facts of one transaction: the first 32 characters repeat.
+    const std::string first = "AAABi8/lb9AAAKqqqqqqqqqqqqqqqqqqqqoAAAAA";
+    const auto fact = [](const std::string& h) {
+        return R"({"type":"column","schema":"main","table":"t","pk":[1],"hlc":")" + h +
+               R"(","column":"c","value":1})";
+    };
+    const auto two = [&](const std::string& second) { return sets_json(fact(first) + "," + fact(second)); };
+    const std::string next = first.substr(0, 32) + "AAAAAAAB";
+    auto sets = wire::decode_change_sets(two(next));
+    CHECK(version_of(sets[0].changes[1]) == hlc::from_text(next));
+    CHECK(version_of(sets[0].changes[1]).op_seq == 1);
+    // Written with an escape: the same HLC.
+    sets = wire::decode_change_sets(two("\\u0041" + next.substr(1)));
+    CHECK(version_of(sets[0].changes[1]) == hlc::from_text(next));
+    // A bad character after the shared part, in it, or a wrong length.
+    check_fails([&] { (void)wire::decode_change_sets(two(first.substr(0, 35) + "!AAAA")); }, errc::decode,
+                "[0].changes[1].hlc", "'!' at position 35");
+    check_fails([&] { (void)wire::decode_change_sets(two(first.substr(0, 39) + "=")); }, errc::decode,
+                "[0].changes[1].hlc", "'=' at position 39");
+    check_fails([&] { (void)wire::decode_change_sets(two("-" + first.substr(1))); }, errc::decode,
+                "[0].changes[1].hlc", "'-' at position 0");
+    check_fails([&] { (void)wire::decode_change_sets(two(first.substr(0, 39))); }, errc::decode,
+                "[0].changes[1].hlc", "got 39 characters");
+    check_fails([&] { (void)wire::decode_change_sets(two(first + "A")); }, errc::decode, "[0].changes[1].hlc",
+                "got 41 characters");
+    check_fails([&] { (void)wire::decode_change_sets(two(first.substr(0, 38) + "\\\"A")); }, errc::decode,
+                "[0].changes[1].hlc", "'\"' at position 38");
+    // 40 bytes between the quotes, fewer characters.
+    check_fails([&] { (void)wire::decode_change_sets(two("\\u0041" + first.substr(0, 34))); }, errc::decode,
+                "[0].changes[1].hlc", "got 35 characters");
+}
+
+TEST_CASE("fast paths: numbers read as from_chars reads them") {
+    // What the codec makes of a JSON number (see number_value).
+    const auto expected = [](const std::string& t) -> value {
+        const bool integral = t.find_first_of(".eE") == std::string::npos;
+        if (integral) {
+            std::int64_t i = 0;
+            if (std::from_chars(t.data(), t.data() + t.size(), i).ec == std::errc{}) return value{i};
+            std::uint64_t u = 0;
+            if (std::from_chars(t.data(), t.data() + t.size(), u).ec == std::errc{}) return value{u};
+        }
+        double d = 0;
+        REQUIRE(std::from_chars(t.data(), t.data() + t.size(), d).ec == std::errc{});
+        if (d == std::trunc(d) && d >= -0x1p63 && d < 0x1p63) return value{static_cast<std::int64_t>(d)};
+        if (d == std::trunc(d) && d >= 0 && d < 0x1p64) return value{static_cast<std::uint64_t>(d)};
+        return value{d};
+    };
+    const std::vector<std::string> numbers = {
+        "0", "-0", "7", "-7", "10", "1234567", "12345678", "-12345678", "99999999", "100000000", "123456789",
+        "999999999999999999", "-999999999999999999", "1000000000000000000", "9223372036854775807",
+        "-9223372036854775808", "9223372036854775808", "18446744073709551615", "18446744073709551616",
+        "0.25", "-0.25", "1.5", "0.1", "0.3", "3.141592653589793", "2.718281828459045e-3", "1e22", "1e23", "1.5e3",
+        "1E-7", "123.456e-5", "9007199254740992.5", "9007199254740993", "0.000001", "4.9e-324", "1.7976931348623157e308",
+        "-0.0", "5e-1", "12345678901234567890.5"};
+    for (const std::string& t : numbers) {
+        CAPTURE(t);
+        const value want = expected(t);
+        CHECK(wire::decode<value>(t) == want);                                   // at the end of the input
+        CHECK(wire::decode<std::vector<value>>("[" + t + ",1]") == std::vector<value>{want, value{1}});
+        CHECK(wire::decode<std::vector<value>>("[" + t + " , \"padding to read past\"]").at(0) == want);
+        const auto sets = wire::decode_change_sets(sets_json(
+            R"({"type":"column","schema":"main","table":"t","pk":[)" + t + R"(],"hlc":")" + hlc0 +
+            R"(","column":"c","value":)" + t + "}"));
+        const auto& c = std::get<column_change>(sets.at(0).changes.at(0));
+        CHECK(c.pk == row_key{want});
+        CHECK(c.val == want);
+    }
+    for (const std::string bad : {"01", "-01", "00", "-", "-a", "1.", "1.e5", "1e", "1e+", ".5", "+1", "0x10"}) {
+        CAPTURE(bad);
+        check_fails([&] { (void)wire::decode<std::vector<value>>("[" + bad + ",2]"); }, errc::decode, "[0]");
+        check_fails([&] { (void)wire::decode<value>(bad); }, errc::decode, "$");
+    }
 }

@@ -33,6 +33,8 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cfloat>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
@@ -47,6 +49,10 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <nlohmann/json.hpp>
 
@@ -458,6 +464,43 @@ inline void base64_encode_fixed(const unsigned char* data, std::size_t n, char* 
 // `max_depth` as it is entered; nothing recurses on the input's nesting, so no
 // input can overflow the stack.
 
+/// A member name as a decoder expects it: `"<name>":`, at most 16 bytes,
+/// with no character that a JSON string would escape.
+struct member_name {
+    std::string_view name;
+    std::array<char, 16> text{}; ///< `"<name>":`, zero-padded
+    std::size_t text_size = 0;
+
+    constexpr member_name() = default;
+    template <std::size_t N>
+    consteval member_name(const char (&literal)[N]) : member_name(std::string_view(literal, N - 1)) {}
+    consteval explicit member_name(std::string_view n) : name(n), text_size(n.size() + 3) {
+        if (text_size > text.size()) throw "member names of at most 13 characters";
+        text[0] = '"';
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            if (n[i] < 0x20 || n[i] == '"' || n[i] == '\\' || static_cast<unsigned char>(n[i]) >= 0x80)
+                throw "member names of plain ASCII";
+            text[i + 1] = n[i];
+        }
+        text[n.size() + 1] = '"';
+        text[n.size() + 2] = ':';
+    }
+
+    /// True when `s` holds `"<name>":` at `pos`.
+    [[nodiscard, gnu::always_inline]] bool at(std::string_view s, std::size_t pos) const noexcept {
+#if defined(__SSE2__)
+        if (s.size() - pos >= 16) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + pos));
+            const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data()));
+            const auto equal = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, t)));
+            const unsigned wanted = (1u << text_size) - 1;
+            return (equal & wanted) == wanted;
+        }
+#endif
+        return s.size() - pos >= text_size && std::memcmp(s.data() + pos, text.data(), text_size) == 0;
+    }
+};
+
 /// A JSON number token.
 struct number_token {
     enum kind_t : unsigned char { int64, uint64, real } kind = int64;
@@ -489,20 +532,11 @@ public:
     }
 
     /// The kind of the next value, judged by its first character.
-    [[nodiscard]] token next() noexcept {
+    [[nodiscard, gnu::always_inline]] token next() noexcept {
         skip_ws();
-        if (pos_ >= s_.size()) return token::end;
-        switch (s_[pos_]) {
-        case 'n': return token::null;
-        case 't':
-        case 'f': return token::boolean;
-        case '"': return token::string;
-        case '[': return token::array;
-        case '{': return token::object;
-        case '-': case '0': case '1': case '2': case '3': case '4':
-        case '5': case '6': case '7': case '8': case '9': return token::number;
-        default: return token::invalid;
-        }
+        if (pos_ >= s_.size()) [[unlikely]]
+            return token::end;
+        return token_of[static_cast<unsigned char>(s_[pos_])];
     }
 
     /// After the top-level value: only whitespace may follow.
@@ -528,6 +562,40 @@ public:
             syntax(p, "expected " + std::string(what) + ", got " + describe_char(s_[pos_]));
         }
         fail(p, "expected " + std::string(what) + ", got " + describe_next());
+    }
+
+    /// The input from the next value on (after whitespace), for decoders
+    /// that recognise a common prefix before parsing it properly.
+    [[nodiscard]] std::string_view rest() noexcept {
+        skip_ws();
+        return s_.substr(pos_);
+    }
+
+    /// What decoders remember between values of one document to skip
+    /// repeated work: the last HLC text decoded and its bytes (the facts of
+    /// one transaction share all but its last characters), and the length of
+    /// the last list of changes read (a hint to reserve the next one).
+    struct hlc_memo {
+        std::array<char, hlc::text_size> text{};
+        std::array<unsigned char, hlc::byte_size> bytes{};
+        bool valid = false;
+    };
+    hlc_memo last_hlc;
+    std::size_t last_changes = 0;
+
+    /// The `n` bytes between the quotes of the string that comes next if its
+    /// closing quote is `n` bytes after the opening one; empty otherwise.
+    /// Consumes nothing. A caller that finds none of the bytes is '"', '\\',
+    /// a control character or beyond ASCII (so that they are the whole string,
+    /// with no escape) takes the string with `take_string`.
+    [[nodiscard]] std::string_view peek_string_of_size(std::size_t n) noexcept {
+        skip_ws();
+        if (s_.size() - pos_ < n + 2 || s_[pos_] != '"' || s_[pos_ + n + 1] != '"') return {};
+        return std::string_view(s_.data() + pos_ + 1, n);
+    }
+    void take_string(const path& p, std::size_t n) {
+        count(p);
+        pos_ += n + 2;
     }
 
     // ---- scalars
@@ -561,6 +629,51 @@ public:
         count(p);
         return number_token_at(p);
     }
+    /// At a number (`next()` said so): if it is a plain integer of at most
+    /// 18 digits (no fraction, no exponent), consumes it and returns true
+    /// with its value. Otherwise consumes nothing: `number` reads it.
+    bool plain_integer(const path& p, std::int64_t& out) {
+        const std::size_t n = s_.size();
+        const bool negative = s_[pos_] == '-';
+        const std::size_t first = pos_ + (negative ? 1 : 0);
+        std::size_t end;
+        std::uint64_t u;
+        if (n - first >= 8) {
+            // Eight bytes at once: the leading digits, then their value.
+            std::uint64_t v;
+            std::memcpy(&v, s_.data() + first, 8);
+            if constexpr (std::endian::native != std::endian::little) v = byteswap64(v);
+            const std::uint64_t d = v - 0x3030303030303030u;
+            // High bit of each byte below '0' (borrow) or above '9' (carry);
+            // carries and borrows run upwards, so the lowest flag is exact.
+            const std::uint64_t non_digits = (d | (v + 0x4646464646464646u)) & 0x8080808080808080u;
+            if (non_digits == 0) return false; // eight digits or more: left to `number`
+            const int digits = std::countr_zero(non_digits) / 8;
+            if (digits == 0) return false;
+            // Shifted to the end of eight digits (the missing leading ones
+            // read as zeros), then combined pairwise: 8 -> 4 -> 2 -> 1.
+            std::uint64_t x = d << (8 * (8 - digits));
+            x = x * 10 + (x >> 8);
+            x = (((x & 0x000000FF000000FFu) * 0x000F424000000064u) +
+                 (((x >> 16) & 0x000000FF000000FFu) * 0x0000271000000001u)) >>
+                32;
+            u = x;
+            end = first + static_cast<std::size_t>(digits);
+        } else {
+            u = 0;
+            end = first;
+            for (; end < n && end - first < 8 && is_digit(s_[end]); ++end)
+                u = u * 10 + static_cast<unsigned>(s_[end] - '0');
+            if (end == first || (end < n && is_digit(s_[end]))) return false;
+        }
+        if (end - first > 1 && s_[first] == '0') return false; // a leading zero: invalid, `number` reports it
+        if (end < n && (s_[end] == '.' || s_[end] == 'e' || s_[end] == 'E')) return false;
+        count(p);
+        pos_ = end;
+        out = negative ? -static_cast<std::int64_t>(u) : static_cast<std::int64_t>(u);
+        return true;
+    }
+
     /// A non-negative integer no greater than `max` (written as an integer,
     /// or as an integral number such as 5.0 or 5e0).
     std::uint64_t unsigned_integer(const path& p, std::uint64_t max) {
@@ -583,28 +696,43 @@ public:
 
     /// Reads an object, calling `on_member(key, path)` for each member; the
     /// callback must consume the member's value (read it or `skip` it).
+    ///
+    /// `order` lists the members writers usually put, in their order: the
+    /// name of each is recognised by one comparison, not read as a string
+    /// (any other name is read as a string). `head_size`, when not 0, is the
+    /// length of the object's opening text `{"<order[0]>":"<string>"` that the
+    /// caller has already checked (it holds no escape and no byte to
+    /// validate): that member is taken as read, not passed to `on_member`.
     template <class F>
-    void object(const path& p, std::string_view what, F&& on_member) {
+    void object(const path& p, std::string_view what, F&& on_member, std::span<const member_name> order = {},
+                std::size_t head_size = 0) {
         if (next() != token::object) expected(p, what);
         count(p);
         enter(p);
-        ++pos_;
-        if (peek_char() == '}') {
-            ++pos_;
-            --depth_;
-            return;
-        }
         std::string escaped_key; // only used by keys with escapes
-        for (;;) {
-            if (peek_char() != '"') syntax(p, "expected a member name in double quotes");
-            const std::string_view key = string_token(p, escaped_key);
-            const path child = p / key;
-            if (peek_char() != ':') syntax(child, "expected ':' after the member name");
+        std::string_view key;
+        std::size_t index = 0; // of the member in the object
+        if (head_size != 0) {
+            key = order[0].name;
+            count(p / key);
+            pos_ += head_size;
+            index = 1;
+        } else {
             ++pos_;
-            on_member(key, child);
+            if (peek_char() == '}') {
+                ++pos_;
+                --depth_;
+                return;
+            }
+            key = member(p, escaped_key, on_member, index < order.size() ? &order[index] : nullptr);
+            ++index;
+        }
+        for (;;) {
             const char c = peek_char();
             if (c == ',') {
                 ++pos_;
+                key = member(p, escaped_key, on_member, index < order.size() ? &order[index] : nullptr);
+                ++index;
                 continue;
             }
             if (c == '}') {
@@ -612,8 +740,27 @@ public:
                 --depth_;
                 return;
             }
-            syntax(child, "expected ',' or '}' after the member's value");
+            syntax(p / key, "expected ',' or '}' after the member's value");
         }
+    }
+
+    /// One member of an object: its name (`likely` first), then `on_member`
+    /// reads its value.
+    template <class F>
+    [[gnu::always_inline]] std::string_view member(const path& p, std::string& escaped_key, F& on_member,
+                                                   const member_name* likely) {
+        if (likely != nullptr && likely->at(s_, pos_)) {
+            pos_ += likely->text_size;
+            on_member(likely->name, p / likely->name);
+            return likely->name;
+        }
+        if (peek_char() != '"') syntax(p, "expected a member name in double quotes");
+        const std::string_view key = string_token(p, escaped_key);
+        const path child = p / key;
+        if (peek_char() != ':') syntax(child, "expected ':' after the member name");
+        ++pos_;
+        on_member(key, child);
+        return key;
     }
 
     /// Reads an array, calling `on_element(index, path)` for each element;
@@ -727,11 +874,31 @@ public:
     }
 
 private:
+    // The kind of value each first character starts.
+    static constexpr std::array<token, 256> token_of = [] {
+        std::array<token, 256> t{};
+        for (auto& k : t) k = token::invalid;
+        t['n'] = token::null;
+        t['t'] = t['f'] = token::boolean;
+        t['"'] = token::string;
+        t['['] = token::array;
+        t['{'] = token::object;
+        t['-'] = token::number;
+        for (char c = '0'; c <= '9'; ++c) t[static_cast<unsigned char>(c)] = token::number;
+        return t;
+    }();
+
     static bool is_ws(char c) noexcept { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-    void skip_ws() noexcept {
+    [[gnu::always_inline]] void skip_ws() noexcept {
+        // Compact JSON has no whitespace: one test settles the common case.
+        if (pos_ < s_.size() && static_cast<unsigned char>(s_[pos_]) > ' ') [[likely]]
+            return;
+        skip_ws_loop();
+    }
+    [[gnu::noinline]] void skip_ws_loop() noexcept {
         while (pos_ < s_.size() && is_ws(s_[pos_])) ++pos_;
     }
-    char peek_char() noexcept {
+    [[gnu::always_inline]] char peek_char() noexcept {
         skip_ws();
         return pos_ < s_.size() ? s_[pos_] : '\0';
     }
@@ -746,13 +913,19 @@ private:
         fail(p, "invalid JSON at byte " + std::to_string(pos_) + ": " + what);
     }
     void count(const path& p) {
-        if (++elements_ > max_elements_)
-            fail_limit(p.str(), "the document holds more than max_elements = " + std::to_string(max_elements_) +
-                                    " JSON values");
+        if (++elements_ > max_elements_) [[unlikely]]
+            too_many_elements(p);
     }
     void enter(const path& p) {
-        if (++depth_ > max_depth_)
-            fail_limit(p.str(), "nesting deeper than max_depth = " + std::to_string(max_depth_));
+        if (++depth_ > max_depth_) [[unlikely]]
+            too_deep(p);
+    }
+    [[noreturn, gnu::noinline, gnu::cold]] void too_many_elements(const path& p) const {
+        fail_limit(p.str(), "the document holds more than max_elements = " + std::to_string(max_elements_) +
+                                " JSON values");
+    }
+    [[noreturn, gnu::noinline, gnu::cold]] void too_deep(const path& p) const {
+        fail_limit(p.str(), "nesting deeper than max_depth = " + std::to_string(max_depth_));
     }
     void literal(const path& p, std::string_view word) {
         if (s_.substr(pos_, word.size()) != word) syntax(p, "invalid literal (true, false or null expected)");
@@ -768,12 +941,42 @@ private:
     }
 
     static bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+    static std::uint64_t byteswap64(std::uint64_t v) noexcept {
+        std::uint64_t r = 0;
+        for (int i = 0; i < 8; ++i, v >>= 8) r = (r << 8) | (v & 0xFF);
+        return r;
+    }
 
     // At a '-' or digit.
     number_token number_token_at(const path& p) {
         const std::size_t start = pos_;
         std::size_t i = pos_;
         const std::size_t n = s_.size();
+        {
+            // Fast path: an integer of 1 to 18 digits (it cannot overflow),
+            // read in one pass. Anything else (a leading zero before more
+            // digits, a fraction, an exponent, more digits) is read below.
+            std::size_t k = i + (s_[i] == '-' ? 1 : 0);
+            const std::size_t digits = k;
+            std::uint64_t u = 0;
+            const std::size_t stop = std::min(n, digits + 19);
+            for (; k < stop && is_digit(s_[k]); ++k) u = u * 10 + static_cast<unsigned>(s_[k] - '0');
+            const std::size_t n_digits = k - digits;
+            if (n_digits != 0 && n_digits <= 18 && (n_digits == 1 || s_[digits] != '0') &&
+                (k == n || (!is_digit(s_[k]) && s_[k] != '.' && s_[k] != 'e' && s_[k] != 'E'))) {
+                number_token t;
+                t.text = std::string_view(s_.data() + start, k - start);
+                pos_ = k;
+                if (digits != start) {
+                    t.kind = number_token::int64;
+                    t.i = -static_cast<std::int64_t>(u);
+                } else {
+                    t.kind = number_token::uint64;
+                    t.u = u;
+                }
+                return t;
+            }
+        }
         const bool negative = s_[i] == '-';
         if (negative) ++i;
         if (i >= n || !is_digit(s_[i])) syntax(p, "invalid number");
@@ -804,7 +1007,7 @@ private:
             if (exp_negative) exp10 = -exp10;
         }
         number_token t;
-        t.text = s_.substr(start, i - start);
+        t.text = std::string_view(s_.data() + start, i - start);
         pos_ = i;
         const char* first = s_.data() + start;
         const char* last = s_.data() + i;
@@ -821,6 +1024,7 @@ private:
             // Beyond 64 bits: a double, as every JSON reader does.
         }
         t.kind = number_token::real;
+        if (exact_decimal(int_start, int_end, frac_start, frac_end, exp10, negative, t.d)) return t;
         const auto res = std::from_chars(first, last, t.d);
         if (res.ec == std::errc::result_out_of_range) {
             // Decimal exponent of the first significant digit decides between
@@ -841,6 +1045,31 @@ private:
             syntax(p, "invalid number");
         }
         return t;
+    }
+
+    // Clinger's fast path: a decimal whose digits make an integer m of at
+    // most 2^53 and whose power of ten p is within 10^22 is m * 10^p or
+    // m / 10^-p, both exact operands, so one IEEE operation rounds it
+    // correctly, as from_chars would. False when that does not apply.
+    bool exact_decimal(std::size_t int_start, std::size_t int_end, std::size_t frac_start, std::size_t frac_end,
+                       std::int64_t exp10, bool negative, double& out) const noexcept {
+        if constexpr (!std::numeric_limits<double>::is_iec559 || FLT_EVAL_METHOD != 0) {
+            return false;
+        } else {
+            static constexpr double powers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+            if ((int_end - int_start) + (frac_end - frac_start) > 19) return false;
+            std::uint64_t m = 0;
+            for (std::size_t k = int_start; k < int_end; ++k) m = m * 10 + static_cast<unsigned>(s_[k] - '0');
+            for (std::size_t k = frac_start; k < frac_end; ++k) m = m * 10 + static_cast<unsigned>(s_[k] - '0');
+            const std::int64_t power = exp10 - static_cast<std::int64_t>(frac_end - frac_start);
+            if (m > (std::uint64_t(1) << 53) || power < -22 || power > 22) return false;
+            const double d = static_cast<double>(m);
+            out = power < 0 ? d / powers[-power] : d * powers[power];
+            if (negative) out = -out;
+            return true;
+        }
     }
 
     static int hex_value(char c) noexcept {
@@ -886,20 +1115,43 @@ private:
         return t;
     }();
 
+    // Index of the lowest-addressed byte whose high bit is set in `flags`
+    // (the eight bytes were loaded with memcpy, so in memory order).
+    static int first_flagged_byte(std::uint64_t flags) noexcept {
+        if constexpr (std::endian::native == std::endian::little) return std::countr_zero(flags) / 8;
+        else return std::countl_zero(flags) / 8;
+    }
+
     // The first index at or after `i` holding a string stop (or the end):
     // eight bytes at a time while none of them is one.
     [[nodiscard]] std::size_t skip_plain(std::size_t i) const noexcept {
         constexpr std::uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
         const std::size_t n = s_.size();
+#if defined(__SSE2__)
+        // Sixteen bytes at a time. The comparison with ' ' is signed: bytes
+        // from 0x80 up are negative, so it finds control characters and the
+        // start of multi-byte UTF-8 alike.
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(' ');
+        for (; i + 16 <= n; i += 16) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s_.data() + i));
+            const __m128i stops = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                               _mm_cmplt_epi8(v, space));
+            const auto mask = static_cast<unsigned>(_mm_movemask_epi8(stops));
+            if (mask != 0) return i + static_cast<std::size_t>(std::countr_zero(mask));
+        }
+#endif
         for (; i + 8 <= n; i += 8) {
             std::uint64_t v;
             std::memcpy(&v, s_.data() + i, 8);
             const std::uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
             // A byte is flagged when it is zero in `quote` or `backslash`, below
             // 0x20, or has its high bit set.
-            const std::uint64_t stops = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
-                                        ((v - ones * 0x20) & ~v) | v;
-            if ((stops & highs) != 0) break;
+            const std::uint64_t stops = (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+                                         ((v - ones * 0x20) & ~v) | v) &
+                                        highs;
+            // Borrows can flag bytes after a stop, never before the first
+            // one: the lowest flagged byte (first in memory) is a real stop.
+            if (stops != 0) return i + static_cast<std::size_t>(first_flagged_byte(stops));
         }
         while (i < n && !string_stops[static_cast<unsigned char>(s_[i])]) ++i;
         return i;
@@ -907,17 +1159,28 @@ private:
 
     // At a '"'. Validates UTF-8 and escapes; the result views the input when
     // the string has no escapes, `scratch` otherwise.
-    std::string_view string_token(const path& p, std::string& scratch) {
-        const std::size_t start = ++pos_;
+    [[gnu::always_inline]] std::string_view string_token(const path& p, std::string& scratch) {
+        const std::size_t start = pos_ + 1;
+        const std::size_t i = skip_plain(start);
+        if (i < s_.size() && s_[i] == '"') [[likely]] { // no escape, nothing to check
+            pos_ = i + 1;
+            return std::string_view(s_.data() + start, i - start);
+        }
+        return string_token_slow(p, scratch, start, i);
+    }
+    // The rest of a string from `i`, the first byte at or after `start` that
+    // is not plain ASCII.
+    [[gnu::noinline]] std::string_view string_token_slow(const path& p, std::string& scratch, const std::size_t start,
+                                                         std::size_t i) {
+        pos_ = start;
         const std::size_t n = s_.size();
-        std::size_t i = start;
         for (;;) {
             i = skip_plain(i);
             if (i >= n) syntax(p, "unterminated string");
             const auto c = static_cast<unsigned char>(s_[i]);
             if (c == '"') {
                 pos_ = i + 1;
-                return s_.substr(start, i - start);
+                return std::string_view(s_.data() + start, i - start);
             }
             if (c == '\\') break;
             if (c < 0x20) {
@@ -1141,11 +1404,60 @@ inline void require(bool present, const path& p, std::string_view key) {
     if (!present) fail(p / key, "required member is missing");
 }
 
+/// Decodes `n` groups of four standard base64 characters from `in` into
+/// 3 * n bytes at `out`; false if any character is outside the alphabet.
+inline bool base64_decode_groups(const char* in, std::size_t n, unsigned char* out) noexcept {
+    const auto& table = ::crdtsync::detail::b64_std_table;
+    int bad = 0; // negative once any character is outside the alphabet
+    for (std::size_t g = 0; g < n; ++g, in += 4, out += 3) {
+        const int a = table[static_cast<unsigned char>(in[0])], b = table[static_cast<unsigned char>(in[1])],
+                  c = table[static_cast<unsigned char>(in[2])], d = table[static_cast<unsigned char>(in[3])];
+        bad |= a | b | c | d;
+        const std::uint32_t v = (std::uint32_t(a & 63) << 18) | (std::uint32_t(b & 63) << 12) |
+                                (std::uint32_t(c & 63) << 6) | std::uint32_t(d & 63);
+        out[0] = static_cast<unsigned char>(v >> 16);
+        out[1] = static_cast<unsigned char>(v >> 8);
+        out[2] = static_cast<unsigned char>(v);
+    }
+    return bad >= 0;
+}
+
+/// Decodes 40 characters of HLC text into `raw`; false if any is outside the
+/// standard base64 alphabet. When the first 32 match the last HLC decoded
+/// (same wall time, counter and site: the facts of one transaction) only
+/// the last 8 are decoded, the others were checked and decoded then.
+inline bool decode_hlc_text(std::string_view s, const reader::hlc_memo& memo,
+                            unsigned char (&raw)[hlc::byte_size]) noexcept {
+    static_assert(hlc::text_size == 40 && hlc::byte_size == 30, "10 groups of 4 characters, 3 bytes each");
+    constexpr std::size_t shared_chars = 32, shared_bytes = 24;
+    if (memo.valid && std::memcmp(s.data(), memo.text.data(), shared_chars) == 0) {
+        std::memcpy(raw, memo.bytes.data(), shared_bytes);
+        return base64_decode_groups(s.data() + shared_chars, 2, raw + shared_bytes);
+    }
+    return base64_decode_groups(s.data(), 10, raw);
+}
+
+inline void remember_hlc(reader::hlc_memo& memo, std::string_view s, const unsigned char (&raw)[hlc::byte_size]) {
+    std::memcpy(memo.text.data(), s.data(), hlc::text_size);
+    std::memcpy(memo.bytes.data(), raw, hlc::byte_size);
+    memo.valid = true;
+}
+
 inline void read(reader& r, const path& p, hlc& out) {
+    unsigned char raw[hlc::byte_size];
+    // Base64 characters need neither escapes nor a scan for the string's
+    // end: 40 of them between two quotes are the whole string.
+    if (const std::string_view s = r.peek_string_of_size(hlc::text_size);
+        !s.empty() && decode_hlc_text(s, r.last_hlc, raw)) {
+        r.take_string(p, hlc::text_size);
+        remember_hlc(r.last_hlc, s, raw);
+        out = hlc::read_bytes(raw);
+        return;
+    }
     std::string scratch;
     const std::string_view s = r.string(p, scratch, "a 40-character base64 HLC");
-    unsigned char raw[hlc::byte_size];
-    if (s.size() == hlc::text_size && base64_decode_fixed(s, raw, ::crdtsync::detail::b64_std_table)) {
+    if (s.size() == hlc::text_size && decode_hlc_text(s, r.last_hlc, raw)) { // written with escapes
+        remember_hlc(r.last_hlc, s, raw);
         out = hlc::read_bytes(raw);
         return;
     }
@@ -1187,26 +1499,37 @@ inline std::string canonical_json_text(const json& doc) {
 /// JSON (and JavaScript) have one number type: an integral number is an
 /// integer however it is written (2, 2.0, 2e0), anything else a real. The
 /// column type decides what a replica stores.
-inline value number_value(const number_token& n) {
+///
+/// Passes the number to `make` as the argument of a `value` constructor, so
+/// that the caller can construct the value where it belongs.
+template <class Make>
+void make_number_value(const number_token& n, Make&& make) {
     switch (n.kind) {
-    case number_token::int64: return value{n.i};
-    case number_token::uint64: return value{n.u}; // beyond int64: a big integer
+    case number_token::int64: make(n.i); return;
+    case number_token::uint64: make(n.u); return; // beyond int64: a big integer
     case number_token::real: break;
     }
     const double d = n.d;
-    if (!std::isfinite(d)) return value{}; // NaN and infinities are null on the wire
-    if (d != std::trunc(d) || d < -0x1p63 || d >= 0x1p64) return value{d};
-    if (d < 0x1p63) return value{static_cast<std::int64_t>(d)};
-    return value{static_cast<std::uint64_t>(d)};
+    if (!std::isfinite(d)) return make(nullptr); // NaN and infinities are null on the wire
+    if (d != std::trunc(d) || d < -0x1p63 || d >= 0x1p64) return make(d);
+    if (d < 0x1p63) return make(static_cast<std::int64_t>(d));
+    make(static_cast<std::uint64_t>(d));
 }
 
-inline void read(reader& r, const path& p, value& out) {
+/// Reads a cell value and passes it to `make` as the argument of a `value`
+/// constructor (a scalar, a string, or a whole `value`).
+template <class Make>
+void read_value(reader& r, const path& p, Make&& make) {
     switch (r.next()) {
-    case reader::token::null: (void)r.try_null(p); out = value{}; return;
-    case reader::token::boolean: out = value{r.boolean(p)}; return;
-    case reader::token::number: out = number_value(r.number(p)); return;
-    case reader::token::string: out = value{r.string(p)}; return;
-    case reader::token::array: out = value{json_text{canonical_json_text(r.dom(p))}}; return;
+    case reader::token::null: (void)r.try_null(p); return make(nullptr);
+    case reader::token::boolean: return make(r.boolean(p));
+    case reader::token::number: {
+        std::int64_t i = 0;
+        if (r.plain_integer(p, i)) return make(i);
+        return make_number_value(r.number(p), make);
+    }
+    case reader::token::string: return make(r.string(p));
+    case reader::token::array: return make(value{json_text{canonical_json_text(r.dom(p))}});
     case reader::token::object: break;
     case reader::token::end:
     case reader::token::invalid: r.expected(p, "a JSON value");
@@ -1231,8 +1554,7 @@ inline void read(reader& r, const path& p, value& out) {
     });
     if (!tag) {
         r.rewind(m);
-        out = value{json_text{canonical_json_text(r.dom(p))}};
-        return;
+        return make(value{json_text{canonical_json_text(r.dom(p))}});
     }
     const path tp = p / *tag;
     if (*tag == "__bin") {
@@ -1240,14 +1562,19 @@ inline void read(reader& r, const path& p, value& out) {
         if (!bytes)
             fail(tp, "expected padded standard base64 (A-Z a-z 0-9 + /), got the string " +
                          quoted_excerpt(scratch));
-        out = value{blob{std::move(*bytes)}};
-        return;
+        return make(value{blob{std::move(*bytes)}});
     }
+    std::optional<big_integer> big;
     try {
-        out = value{big_integer::parse(scratch)};
+        big.emplace(big_integer::parse(scratch));
     } catch (const ::crdtsync::error& e) {
         fail(tp, e.message());
     }
+    make(value{std::move(*big)});
+}
+
+inline void read(reader& r, const path& p, value& out) {
+    read_value(r, p, [&](auto&& x) { out = value{std::forward<decltype(x)>(x)}; });
 }
 
 template <class T>
@@ -1262,8 +1589,7 @@ void read(reader& r, const path& p, std::vector<T>& out) {
 inline void read(reader& r, const path& p, row_key& out) {
     out.clear();
     r.array(p, "an array of values", [&](std::size_t, const path& ep) {
-        out.emplace_back();
-        read(r, ep, out.back());
+        read_value(r, ep, [&](auto&& x) { out.emplace_back(std::forward<decltype(x)>(x)); });
     });
 }
 
@@ -1277,50 +1603,97 @@ inline void expect_type(reader& r, const path& p, std::string_view wanted) {
     }
 }
 
-/// Members shared by both kinds of change.
-struct fact_fields {
-    bool type = false, schema = false, table = false, pk = false, version = false;
+/// A string member: a view into the input, or into `buf` when it was written
+/// with escapes.
+inline std::string_view read_string_view(reader& r, const path& p, std::string& buf) { return r.string(p, buf); }
+
+/// Reads a string into `out`, reusing its storage.
+inline void read_string_into(reader& r, const path& p, std::string& out) {
+    std::string scratch;
+    out.assign(r.string(p, scratch));
+}
+
+// Facts are read into `*_parts` first (names as views, no string built) and
+// built once complete, straight into the vector that holds them.
+
+/// Members shared by both kinds of change, as read.
+struct fact_parts {
+    std::string_view schema, table;
+    std::string schema_buf, table_buf; // for names written with escapes
+    row_key pk;
+    hlc version;
+    bool type = false, has_schema = false, has_table = false, has_pk = false, has_version = false;
 };
 
-template <class Fact>
-bool read_fact_member(reader& r, std::string_view key, const path& kp, std::string_view type, Fact& out,
-                      fact_fields& seen) {
-    if (key_is(key, "type")) {
-        expect_type(r, kp, type);
-        seen.type = true;
-    } else if (key_is(key, "schema")) {
-        out.schema = r.string(kp);
-        seen.schema = true;
-    } else if (key_is(key, "table")) {
-        out.table = r.string(kp);
-        seen.table = true;
-    } else if (key_is(key, "pk")) {
+struct column_parts : fact_parts {
+    std::string_view column;
+    std::string column_buf;
+    value val;
+    std::optional<value> prior_value;
+    std::optional<hlc> prior_version;
+};
+
+struct delete_parts : fact_parts {
+    std::optional<row_key> prior_row;
+};
+
+// Member dispatch is the decoders' inner loop: it switches on the name's
+// length, then compares once.
+inline bool read_fact_member(reader& r, std::string_view key, const path& kp, std::string_view type,
+                             fact_parts& out) {
+    switch (key.size()) {
+    case 2:
+        if (!key_is(key, "pk")) return false;
         read(r, kp, out.pk);
-        seen.pk = true;
-    } else if (key_is(key, "hlc")) {
+        out.has_pk = true;
+        return true;
+    case 3:
+        if (!key_is(key, "hlc")) return false;
         read(r, kp, out.version);
-        seen.version = true;
-    } else {
-        return false;
+        out.has_version = true;
+        return true;
+    case 4:
+        if (!key_is(key, "type")) return false;
+        expect_type(r, kp, type);
+        out.type = true;
+        return true;
+    case 5:
+        if (!key_is(key, "table")) return false;
+        out.table = read_string_view(r, kp, out.table_buf);
+        out.has_table = true;
+        return true;
+    case 6:
+        if (!key_is(key, "schema")) return false;
+        out.schema = read_string_view(r, kp, out.schema_buf);
+        out.has_schema = true;
+        return true;
+    default: return false;
     }
-    return true;
 }
 
-inline void require_fact(const fact_fields& seen, const path& p) {
+inline void require_fact(const fact_parts& seen, const path& p) {
     require(seen.type, p, "type");
-    require(seen.schema, p, "schema");
-    require(seen.table, p, "table");
-    require(seen.pk, p, "pk");
-    require(seen.version, p, "hlc");
+    require(seen.has_schema, p, "schema");
+    require(seen.has_table, p, "table");
+    require(seen.has_pk, p, "pk");
+    require(seen.has_version, p, "hlc");
 }
 
-inline void read(reader& r, const path& p, column_change& out) {
-    fact_fields seen;
+/// Members in the order writers put them (as `write` does).
+inline constexpr member_name column_change_members[] = {"type", "schema", "table",      "pk",      "hlc",
+                                                        "column", "value", "priorValue", "priorHlc"};
+inline constexpr member_name row_delete_members[] = {"type", "schema", "table", "pk", "hlc", "priorRow"};
+// (`schemaMigrations` is too long to be recognised so.)
+inline constexpr member_name change_set_members[] = {"siteId", "transactionId", "hlc", "changes"};
+
+/// `type_head`: see `peek_change_kind`.
+inline void read_parts(reader& r, const path& p, column_parts& out, std::size_t type_head) {
+    out.type = type_head != 0;
     bool column = false, val = false, prior_value = false, prior_version = false;
     r.object(p, "a column change object", [&](std::string_view key, const path& kp) {
-        if (read_fact_member(r, key, kp, "column", out, seen)) return;
+        if (read_fact_member(r, key, kp, "column", out)) return;
         if (key_is(key, "column")) {
-            out.column = r.string(kp);
+            out.column = read_string_view(r, kp, out.column_buf);
             column = true;
         } else if (key_is(key, "value")) {
             read(r, kp, out.val);
@@ -1340,8 +1713,8 @@ inline void read(reader& r, const path& p, column_change& out) {
         } else {
             r.skip(kp);
         }
-    });
-    require_fact(seen, p);
+    }, column_change_members, type_head);
+    require_fact(out, p);
     require(column, p, "column");
     require(val, p, "value");
     if (prior_value != prior_version)
@@ -1354,11 +1727,10 @@ inline void read(reader& r, const path& p, column_change& out) {
     }
 }
 
-inline void read(reader& r, const path& p, row_delete& out) {
-    fact_fields seen;
-    out.prior_row.reset();
+inline void read_parts(reader& r, const path& p, delete_parts& out, std::size_t type_head) {
+    out.type = type_head != 0;
     r.object(p, "a delete object", [&](std::string_view key, const path& kp) {
-        if (read_fact_member(r, key, kp, "delete", out, seen)) return;
+        if (read_fact_member(r, key, kp, "delete", out)) return;
         if (key_is(key, "priorRow")) {
             if (r.try_null(kp)) {
                 out.prior_row.reset();
@@ -1369,8 +1741,59 @@ inline void read(reader& r, const path& p, row_delete& out) {
         } else {
             r.skip(kp);
         }
-    });
-    require_fact(seen, p);
+    }, row_delete_members, type_head);
+    require_fact(out, p);
+}
+
+/// Converts to the string it views: a member initialised from it is
+/// constructed in place, with no temporary string to move.
+struct string_maker {
+    std::string_view text;
+    operator std::string() const { return std::string(text); }
+};
+
+/// Constructs the fact in place (`emplace(args...)`) from its parts.
+template <class Emplace>
+decltype(auto) build(column_parts& c, Emplace&& emplace) {
+    return emplace(string_maker{c.schema}, string_maker{c.table}, std::move(c.pk), c.version,
+                   string_maker{c.column}, std::move(c.val), std::move(c.prior_value), std::move(c.prior_version));
+}
+template <class Emplace>
+decltype(auto) build(delete_parts& d, Emplace&& emplace) {
+    return emplace(string_maker{d.schema}, string_maker{d.table}, std::move(d.pk), d.version,
+                   std::move(d.prior_row));
+}
+
+/// Sets every member of `out` from the parts.
+inline void assign(column_change& out, column_parts& c) {
+    out.schema.assign(c.schema);
+    out.table.assign(c.table);
+    out.pk = std::move(c.pk);
+    out.version = c.version;
+    out.column.assign(c.column);
+    out.val = std::move(c.val);
+    out.prior_value = std::move(c.prior_value);
+    out.prior_version = std::move(c.prior_version);
+}
+inline void assign(row_delete& out, delete_parts& d) {
+    out.schema.assign(d.schema);
+    out.table.assign(d.table);
+    out.pk = std::move(d.pk);
+    out.version = d.version;
+    out.prior_row = std::move(d.prior_row);
+}
+
+/// `type_head`: see `peek_change_kind`.
+inline void read(reader& r, const path& p, column_change& out, std::size_t type_head = 0) {
+    column_parts c;
+    read_parts(r, p, c, type_head);
+    assign(out, c);
+}
+
+inline void read(reader& r, const path& p, row_delete& out, std::size_t type_head = 0) {
+    delete_parts d;
+    read_parts(r, p, d, type_head);
+    assign(out, d);
 }
 
 /// Reads the alternative of variant `V` whose `wire_type` equals `t`; false if none.
@@ -1413,19 +1836,69 @@ void read_variant(reader& r, const path& p, V& out, std::string_view what) {
         fail(p / "type", "expected one of " + wire_type_list<V>() + ", got the string " + quoted_excerpt(t));
 }
 
-inline void read(reader& r, const path& p, change& out) {
-    const std::string t = peek_type(r, p, "a change object");
-    if (t == "column") {
-        column_change c;
-        read(r, p, c);
-        out = std::move(c);
-    } else if (t == "delete") {
-        row_delete d;
-        read(r, p, d);
-        out = std::move(d);
-    } else {
-        fail(p / "type", "expected \"column\" or \"delete\", got the string " + quoted_excerpt(t));
+enum class change_kind : unsigned char { column, row_delete };
+
+/// The `type` of the change object that comes next, and the length of its
+/// opening text `{"type":"column"` when it starts so (else 0).
+struct change_head {
+    change_kind kind;
+    std::size_t head_size;
+};
+
+inline change_head peek_change_kind(reader& r, const path& p) {
+    // Writers put `type` first: recognise that without reading ahead. The
+    // object's reader then takes that member as read.
+    constexpr std::string_view column_head = R"({"type":"column")", delete_head = R"({"type":"delete")";
+    static_assert(column_head.size() == delete_head.size());
+    constexpr std::size_t n = column_head.size();
+    if (const std::string_view rest = r.rest(); rest.size() > n && (rest[n] == ',' || rest[n] == '}')) {
+        if (std::memcmp(rest.data(), column_head.data(), n) == 0) return {change_kind::column, n};
+        if (std::memcmp(rest.data(), delete_head.data(), n) == 0) return {change_kind::row_delete, n};
     }
+    const std::string t = peek_type(r, p, "a change object");
+    if (t == "column") return {change_kind::column, 0};
+    if (t == "delete") return {change_kind::row_delete, 0};
+    fail(p / "type", "expected \"column\" or \"delete\", got the string " + quoted_excerpt(t));
+}
+
+inline void read(reader& r, const path& p, change& out) {
+    const change_head h = peek_change_kind(r, p);
+    if (h.kind == change_kind::column) {
+        column_parts c;
+        read_parts(r, p, c, h.head_size);
+        if (auto* x = std::get_if<column_change>(&out)) assign(*x, c);
+        else build(c, [&](auto&&... a) { out.emplace<column_change>(std::forward<decltype(a)>(a)...); });
+    } else {
+        delete_parts d;
+        read_parts(r, p, d, h.head_size);
+        if (auto* x = std::get_if<row_delete>(&out)) assign(*x, d);
+        else build(d, [&](auto&&... a) { out.emplace<row_delete>(std::forward<decltype(a)>(a)...); });
+    }
+}
+
+/// Facts are built in place in the vector. Its capacity starts at the length
+/// of the previous list read (change sets of one batch tend to be alike in
+/// size), which never reserves more than the document already held.
+inline void read(reader& r, const path& p, std::vector<change>& out) {
+    out.clear();
+    if (out.capacity() < r.last_changes) out.reserve(r.last_changes);
+    r.array(p, "an array", [&](std::size_t, const path& ep) {
+        const change_head h = peek_change_kind(r, ep);
+        if (h.kind == change_kind::column) {
+            column_parts c;
+            read_parts(r, ep, c, h.head_size);
+            build(c, [&](auto&&... a) {
+                out.emplace_back(std::in_place_type<column_change>, std::forward<decltype(a)>(a)...);
+            });
+        } else {
+            delete_parts d;
+            read_parts(r, ep, d, h.head_size);
+            build(d, [&](auto&&... a) {
+                out.emplace_back(std::in_place_type<row_delete>, std::forward<decltype(a)>(a)...);
+            });
+        }
+    });
+    r.last_changes = out.size();
 }
 
 inline constexpr migration_kind all_migration_kinds[] = {
@@ -1489,7 +1962,7 @@ inline void read(reader& r, const path& p, change_set& out) {
             read(r, kp, out.origin);
             origin = true;
         } else if (key_is(key, "transactionId")) {
-            out.transaction_id = r.string(kp);
+            read_string_into(r, kp, out.transaction_id);
             transaction = true;
         } else if (key_is(key, "hlc")) {
             read(r, kp, out.version);
@@ -1503,7 +1976,7 @@ inline void read(reader& r, const path& p, change_set& out) {
         } else {
             r.skip(kp);
         }
-    });
+    }, change_set_members);
     require(origin, p, "siteId");
     require(transaction, p, "transactionId");
     require(version, p, "hlc");
