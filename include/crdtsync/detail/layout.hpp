@@ -109,6 +109,7 @@ struct row_record {
 //     [prior hlc(30), prior value element], [u32 length, original pk tuple]
 inline void put_row_record(std::string& out, const row_record& r) {
     out.clear();
+    out.reserve(64 + r.cells.size() * 64);
     out.push_back(r.tomb ? '\x01' : '\x00');
     if (r.tomb) {
         r.tomb->version.append_bytes(out);
@@ -119,11 +120,14 @@ inline void put_row_record(std::string& out, const row_record& r) {
     }
     put_be<std::uint32_t>(out, static_cast<std::uint32_t>(r.cells.size()));
     for (const auto& c : r.cells) {
-        put_be<std::uint32_t>(out, c.column);
-        c.version.append_bytes(out);
-        put_be<std::uint64_t>(out, c.seq);
+        // The fixed part in one append: column, hlc, seq, flags.
+        unsigned char head[4 + hlc::byte_size + 8 + 1];
+        store_be<std::uint32_t>(head, c.column);
+        c.version.write_bytes(head + 4);
+        store_be<std::uint64_t>(head + 4 + hlc::byte_size, c.seq);
         const bool prior = c.prior_version && c.prior_value;
-        out.push_back(static_cast<char>((prior ? 1 : 0) | (c.original_pk.empty() ? 0 : 2)));
+        head[sizeof head - 1] = static_cast<unsigned char>((prior ? 1 : 0) | (c.original_pk.empty() ? 0 : 2));
+        out.append(reinterpret_cast<const char*>(head), sizeof head);
         key_codec::append(out, c.val);
         if (prior) {
             c.prior_version->append_bytes(out);
