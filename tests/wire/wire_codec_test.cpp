@@ -635,6 +635,24 @@ TEST_CASE("fast paths: text with escapes, whitespace or other member orders deco
     }
 }
 
+TEST_CASE("fast paths: limits break where the general reader breaks them") {
+    // Six values come before the first change (array, set, siteId,
+    // transactionId, hlc, changes): the seventh breaks max_elements = 6 where
+    // the read-ahead for the change's type counts it.
+    wire::decode_options six;
+    six.max_elements = 6;
+    for (const std::string& head : {std::string(R"("type":"column",)"), std::string(R"("type" : "column" ,)")}) {
+        const std::string text = sets_json("{" + head + change_json("").substr(17));
+        CHECK(wire::decode_change_sets(text).size() == 1);
+        check_fails([&] { (void)wire::decode_change_sets(text, six); }, errc::limit_exceeded, "[0].changes[0].type",
+                    "max_elements = 6");
+    }
+    wire::decode_options shallow;
+    shallow.max_depth = 3;
+    check_fails([&] { (void)wire::decode_change_sets(sets_json(change_json("")), shallow); }, errc::limit_exceeded,
+                "[0].changes[0]", "max_depth = 3");
+}
+
 TEST_CASE("fast paths: a change read alone, into either kind") {
     const change_set cs = sample_change_set();
     for (const change& c : cs.changes) {
@@ -730,7 +748,8 @@ TEST_CASE("fast paths: numbers read as from_chars reads them") {
         "-9223372036854775808", "9223372036854775808", "18446744073709551615", "18446744073709551616",
         "0.25", "-0.25", "1.5", "0.1", "0.3", "3.141592653589793", "2.718281828459045e-3", "1e22", "1e23", "1.5e3",
         "1E-7", "123.456e-5", "9007199254740992.5", "9007199254740993", "0.000001", "4.9e-324", "1.7976931348623157e308",
-        "-0.0", "5e-1", "12345678901234567890.5"};
+        "-0.0", "5e-1", "12345678901234567890.5", "9999999.999999999999", "1234567.1234567890123",
+        "0.1234567890123456789", "12.5e2", "-7.75", "7.0", "1234567.5", "-1234567.000001"};
     for (const std::string& t : numbers) {
         CAPTURE(t);
         const value want = expected(t);

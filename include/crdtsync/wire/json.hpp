@@ -464,6 +464,13 @@ inline void base64_encode_fixed(const unsigned char* data, std::size_t n, char* 
 // `max_depth` as it is entered; nothing recurses on the input's nesting, so no
 // input can overflow the stack.
 
+// Inlines a hot lambda into its caller (GCC and Clang).
+#if defined(__GNUC__)
+#define CRDTSYNC_WIRE_INLINE __attribute__((always_inline))
+#else
+#define CRDTSYNC_WIRE_INLINE
+#endif
+
 /// A member name as a decoder expects it: `"<name>":`, at most 16 bytes,
 /// with no character that a JSON string would escape.
 struct member_name {
@@ -577,7 +584,7 @@ public:
     /// the last list of changes read (a hint to reserve the next one).
     struct hlc_memo {
         std::array<char, hlc::text_size> text{};
-        std::array<unsigned char, hlc::byte_size> bytes{};
+        hlc value{};
         bool valid = false;
     };
     hlc_memo last_hlc;
@@ -596,6 +603,13 @@ public:
     void take_string(const path& p, std::size_t n) {
         count(p);
         pos_ += n + 2;
+    }
+
+    /// Fails where reading ahead into the object that comes next (`peek_member`)
+    /// would: entering it at `p`, then counting the value of `member`.
+    void check_read_ahead(const path& p, const path& member) {
+        if (depth_ + 1 > max_depth_) too_deep(p);
+        if (elements_ + 1 > max_elements_) too_many_elements(member);
     }
 
     // ---- scalars
@@ -630,47 +644,55 @@ public:
         return number_token_at(p);
     }
     /// At a number (`next()` said so): if it is a plain integer of at most
-    /// 18 digits (no fraction, no exponent), consumes it and returns true
-    /// with its value. Otherwise consumes nothing: `number` reads it.
-    bool plain_integer(const path& p, std::int64_t& out) {
+    /// 8 digits, or such an integer with a fraction whose digits make at most
+    /// 2^53 (no exponent), consumes it and returns true with its token
+    /// (`int64` or `real`). Otherwise consumes nothing: `number` reads it.
+    bool plain_number(const path& p, number_token& t) {
         const std::size_t n = s_.size();
-        const bool negative = s_[pos_] == '-';
-        const std::size_t first = pos_ + (negative ? 1 : 0);
-        std::size_t end;
-        std::uint64_t u;
-        if (n - first >= 8) {
-            // Eight bytes at once: the leading digits, then their value.
-            std::uint64_t v;
-            std::memcpy(&v, s_.data() + first, 8);
-            if constexpr (std::endian::native != std::endian::little) v = byteswap64(v);
-            const std::uint64_t d = v - 0x3030303030303030u;
-            // High bit of each byte below '0' (borrow) or above '9' (carry);
-            // carries and borrows run upwards, so the lowest flag is exact.
-            const std::uint64_t non_digits = (d | (v + 0x4646464646464646u)) & 0x8080808080808080u;
-            if (non_digits == 0) return false; // eight digits or more: left to `number`
-            const int digits = std::countr_zero(non_digits) / 8;
-            if (digits == 0) return false;
-            // Shifted to the end of eight digits (the missing leading ones
-            // read as zeros), then combined pairwise: 8 -> 4 -> 2 -> 1.
-            std::uint64_t x = d << (8 * (8 - digits));
-            x = x * 10 + (x >> 8);
-            x = (((x & 0x000000FF000000FFu) * 0x000F424000000064u) +
-                 (((x >> 16) & 0x000000FF000000FFu) * 0x0000271000000001u)) >>
-                32;
-            u = x;
-            end = first + static_cast<std::size_t>(digits);
+        const std::size_t start = pos_;
+        const bool negative = s_[start] == '-';
+        const std::size_t first = start + (negative ? 1 : 0);
+        if (n - first < 8) return false; // near the end of the input: left to `number`
+        // Eight bytes at once: the leading digits, then their value.
+        std::uint64_t v;
+        std::memcpy(&v, s_.data() + first, 8);
+        if constexpr (std::endian::native != std::endian::little) v = byteswap64(v);
+        const std::uint64_t d = v - 0x3030303030303030u;
+        // High bit of each byte below '0' (borrow) or above '9' (carry);
+        // carries and borrows run upwards, so the lowest flag is exact.
+        const std::uint64_t non_digits = (d | (v + 0x4646464646464646u)) & 0x8080808080808080u;
+        if (non_digits == 0) return false; // eight digits or more
+        const int digits = std::countr_zero(non_digits) / 8;
+        if (digits == 0 || (digits > 1 && s_[first] == '0')) return false; // not a number, or a leading zero
+        // Shifted to the end of eight digits (the missing leading ones read
+        // as zeros), then combined pairwise: 8 -> 4 -> 2 -> 1.
+        std::uint64_t x = d << (8 * (8 - digits));
+        x = x * 10 + (x >> 8);
+        x = (((x & 0x000000FF000000FFu) * 0x000F424000000064u) +
+             (((x >> 16) & 0x000000FF000000FFu) * 0x0000271000000001u)) >>
+            32;
+        std::size_t end = first + static_cast<std::size_t>(digits); // < n: a non-digit was loaded there
+        if (s_[end] == 'e' || s_[end] == 'E') return false;
+        if (s_[end] != '.') {
+            t.kind = number_token::int64;
+            t.i = negative ? -static_cast<std::int64_t>(x) : static_cast<std::int64_t>(x);
         } else {
-            u = 0;
-            end = first;
-            for (; end < n && end - first < 8 && is_digit(s_[end]); ++end)
-                u = u * 10 + static_cast<unsigned>(s_[end] - '0');
-            if (end == first || (end < n && is_digit(s_[end]))) return false;
+            // m / 10^f with m <= 2^53 and f <= 22: both exact, so the one
+            // division rounds correctly, as from_chars would (Clinger).
+            if constexpr (!std::numeric_limits<double>::is_iec559 || FLT_EVAL_METHOD != 0) return false;
+            const std::size_t frac = ++end;
+            // At most 19 digits in all: no overflow, and at most 22 decimals.
+            const std::size_t stop = std::min(n, frac + (19 - static_cast<std::size_t>(digits)));
+            for (; end < stop && is_digit(s_[end]); ++end) x = x * 10 + static_cast<unsigned>(s_[end] - '0');
+            if (end == frac || end == n || is_digit(s_[end]) || s_[end] == 'e' || s_[end] == 'E') return false;
+            if (x > (std::uint64_t(1) << 53)) return false;
+            t.kind = number_token::real;
+            t.d = static_cast<double>(x) / exact_powers_of_ten[end - frac];
+            if (negative) t.d = -t.d;
         }
-        if (end - first > 1 && s_[first] == '0') return false; // a leading zero: invalid, `number` reports it
-        if (end < n && (s_[end] == '.' || s_[end] == 'e' || s_[end] == 'E')) return false;
         count(p);
+        t.text = std::string_view(s_.data() + start, end - start);
         pos_ = end;
-        out = negative ? -static_cast<std::int64_t>(u) : static_cast<std::int64_t>(u);
         return true;
     }
 
@@ -1047,6 +1069,11 @@ private:
         return t;
     }
 
+    // The powers of ten that doubles hold exactly.
+    static constexpr double exact_powers_of_ten[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
     // Clinger's fast path: a decimal whose digits make an integer m of at
     // most 2^53 and whose power of ten p is within 10^22 is m * 10^p or
     // m / 10^-p, both exact operands, so one IEEE operation rounds it
@@ -1056,9 +1083,6 @@ private:
         if constexpr (!std::numeric_limits<double>::is_iec559 || FLT_EVAL_METHOD != 0) {
             return false;
         } else {
-            static constexpr double powers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
             if ((int_end - int_start) + (frac_end - frac_start) > 19) return false;
             std::uint64_t m = 0;
             for (std::size_t k = int_start; k < int_end; ++k) m = m * 10 + static_cast<unsigned>(s_[k] - '0');
@@ -1066,7 +1090,7 @@ private:
             const std::int64_t power = exp10 - static_cast<std::int64_t>(frac_end - frac_start);
             if (m > (std::uint64_t(1) << 53) || power < -22 || power > 22) return false;
             const double d = static_cast<double>(m);
-            out = power < 0 ? d / powers[-power] : d * powers[power];
+            out = power < 0 ? d / exact_powers_of_ten[-power] : d * exact_powers_of_ten[power];
             if (negative) out = -out;
             return true;
         }
@@ -1422,45 +1446,46 @@ inline bool base64_decode_groups(const char* in, std::size_t n, unsigned char* o
     return bad >= 0;
 }
 
-/// Decodes 40 characters of HLC text into `raw`; false if any is outside the
-/// standard base64 alphabet. When the first 32 match the last HLC decoded
-/// (same wall time, counter and site: the facts of one transaction) only
-/// the last 8 are decoded, the others were checked and decoded then.
-inline bool decode_hlc_text(std::string_view s, const reader::hlc_memo& memo,
-                            unsigned char (&raw)[hlc::byte_size]) noexcept {
+/// The HLC that 40 characters of text encode; false if any is outside the
+/// standard base64 alphabet. `memo` holds the last HLC decoded: when the
+/// first 32 characters are its own (same wall time, counter and site but its
+/// last two bytes: the facts of one transaction) they were checked and
+/// decoded then, and only the last 8 characters (6 bytes) are decoded.
+inline bool decode_hlc_text(std::string_view s, reader::hlc_memo& memo, hlc& out) noexcept {
     static_assert(hlc::text_size == 40 && hlc::byte_size == 30, "10 groups of 4 characters, 3 bytes each");
     constexpr std::size_t shared_chars = 32, shared_bytes = 24;
     if (memo.valid && std::memcmp(s.data(), memo.text.data(), shared_chars) == 0) {
-        std::memcpy(raw, memo.bytes.data(), shared_bytes);
-        return base64_decode_groups(s.data() + shared_chars, 2, raw + shared_bytes);
+        unsigned char tail[hlc::byte_size - shared_bytes]; // site id bytes 14 and 15, op_seq
+        if (!base64_decode_groups(s.data() + shared_chars, 2, tail)) return false;
+        site_id::bytes_type site = memo.value.site.bytes();
+        site[14] = tail[0];
+        site[15] = tail[1];
+        memo.value.site = site_id{site};
+        memo.value.op_seq = ::crdtsync::detail::load_be<std::uint32_t>(tail + 2);
+        std::memcpy(memo.text.data() + shared_chars, s.data() + shared_chars, hlc::text_size - shared_chars);
+        out = memo.value;
+        return true;
     }
-    return base64_decode_groups(s.data(), 10, raw);
-}
-
-inline void remember_hlc(reader::hlc_memo& memo, std::string_view s, const unsigned char (&raw)[hlc::byte_size]) {
+    unsigned char raw[hlc::byte_size];
+    if (!base64_decode_groups(s.data(), 10, raw)) return false;
+    out = hlc::read_bytes(raw);
     std::memcpy(memo.text.data(), s.data(), hlc::text_size);
-    std::memcpy(memo.bytes.data(), raw, hlc::byte_size);
+    memo.value = out;
     memo.valid = true;
+    return true;
 }
 
 inline void read(reader& r, const path& p, hlc& out) {
-    unsigned char raw[hlc::byte_size];
     // Base64 characters need neither escapes nor a scan for the string's
     // end: 40 of them between two quotes are the whole string.
     if (const std::string_view s = r.peek_string_of_size(hlc::text_size);
-        !s.empty() && decode_hlc_text(s, r.last_hlc, raw)) {
+        !s.empty() && decode_hlc_text(s, r.last_hlc, out)) {
         r.take_string(p, hlc::text_size);
-        remember_hlc(r.last_hlc, s, raw);
-        out = hlc::read_bytes(raw);
         return;
     }
     std::string scratch;
     const std::string_view s = r.string(p, scratch, "a 40-character base64 HLC");
-    if (s.size() == hlc::text_size && decode_hlc_text(s, r.last_hlc, raw)) { // written with escapes
-        remember_hlc(r.last_hlc, s, raw);
-        out = hlc::read_bytes(raw);
-        return;
-    }
+    if (s.size() == hlc::text_size && decode_hlc_text(s, r.last_hlc, out)) return; // written with escapes
     try {
         out = hlc::from_text(s); // for its precise message
     } catch (const ::crdtsync::error& e) {
@@ -1524,9 +1549,9 @@ void read_value(reader& r, const path& p, Make&& make) {
     case reader::token::null: (void)r.try_null(p); return make(nullptr);
     case reader::token::boolean: return make(r.boolean(p));
     case reader::token::number: {
-        std::int64_t i = 0;
-        if (r.plain_integer(p, i)) return make(i);
-        return make_number_value(r.number(p), make);
+        number_token t;
+        if (!r.plain_number(p, t)) t = r.number(p);
+        return make_number_value(t, make);
     }
     case reader::token::string: return make(r.string(p));
     case reader::token::array: return make(value{json_text{canonical_json_text(r.dom(p))}});
@@ -1639,8 +1664,8 @@ struct delete_parts : fact_parts {
 
 // Member dispatch is the decoders' inner loop: it switches on the name's
 // length, then compares once.
-inline bool read_fact_member(reader& r, std::string_view key, const path& kp, std::string_view type,
-                             fact_parts& out) {
+[[gnu::always_inline]] inline bool read_fact_member(reader& r, std::string_view key, const path& kp,
+                                                    std::string_view type, fact_parts& out) {
     switch (key.size()) {
     case 2:
         if (!key_is(key, "pk")) return false;
@@ -1690,7 +1715,7 @@ inline constexpr member_name change_set_members[] = {"siteId", "transactionId", 
 inline void read_parts(reader& r, const path& p, column_parts& out, std::size_t type_head) {
     out.type = type_head != 0;
     bool column = false, val = false, prior_value = false, prior_version = false;
-    r.object(p, "a column change object", [&](std::string_view key, const path& kp) {
+    r.object(p, "a column change object", [&](std::string_view key, const path& kp) CRDTSYNC_WIRE_INLINE {
         if (read_fact_member(r, key, kp, "column", out)) return;
         if (key_is(key, "column")) {
             out.column = read_string_view(r, kp, out.column_buf);
@@ -1729,7 +1754,7 @@ inline void read_parts(reader& r, const path& p, column_parts& out, std::size_t 
 
 inline void read_parts(reader& r, const path& p, delete_parts& out, std::size_t type_head) {
     out.type = type_head != 0;
-    r.object(p, "a delete object", [&](std::string_view key, const path& kp) {
+    r.object(p, "a delete object", [&](std::string_view key, const path& kp) CRDTSYNC_WIRE_INLINE {
         if (read_fact_member(r, key, kp, "delete", out)) return;
         if (key_is(key, "priorRow")) {
             if (r.try_null(kp)) {
@@ -1745,24 +1770,24 @@ inline void read_parts(reader& r, const path& p, delete_parts& out, std::size_t 
     require_fact(out, p);
 }
 
-/// Converts to the string it views: a member initialised from it is
-/// constructed in place, with no temporary string to move.
-struct string_maker {
-    std::string_view text;
-    operator std::string() const { return std::string(text); }
+/// Converts to the fact its parts make. A fact initialised from it (a
+/// variant's alternative, a vector's element) is the returned prvalue itself,
+/// built in place: nothing is moved but the parts' vectors and values.
+struct column_builder {
+    column_parts& c;
+    operator column_change() const {
+        return column_change{std::string(c.schema), std::string(c.table), std::move(c.pk),
+                             c.version,             std::string(c.column), std::move(c.val),
+                             std::move(c.prior_value), std::move(c.prior_version)};
+    }
 };
-
-/// Constructs the fact in place (`emplace(args...)`) from its parts.
-template <class Emplace>
-decltype(auto) build(column_parts& c, Emplace&& emplace) {
-    return emplace(string_maker{c.schema}, string_maker{c.table}, std::move(c.pk), c.version,
-                   string_maker{c.column}, std::move(c.val), std::move(c.prior_value), std::move(c.prior_version));
-}
-template <class Emplace>
-decltype(auto) build(delete_parts& d, Emplace&& emplace) {
-    return emplace(string_maker{d.schema}, string_maker{d.table}, std::move(d.pk), d.version,
-                   std::move(d.prior_row));
-}
+struct delete_builder {
+    delete_parts& d;
+    operator row_delete() const {
+        return row_delete{std::string(d.schema), std::string(d.table), std::move(d.pk), d.version,
+                          std::move(d.prior_row)};
+    }
+};
 
 /// Sets every member of `out` from the parts.
 inline void assign(column_change& out, column_parts& c) {
@@ -1852,8 +1877,11 @@ inline change_head peek_change_kind(reader& r, const path& p) {
     static_assert(column_head.size() == delete_head.size());
     constexpr std::size_t n = column_head.size();
     if (const std::string_view rest = r.rest(); rest.size() > n && (rest[n] == ',' || rest[n] == '}')) {
-        if (std::memcmp(rest.data(), column_head.data(), n) == 0) return {change_kind::column, n};
-        if (std::memcmp(rest.data(), delete_head.data(), n) == 0) return {change_kind::row_delete, n};
+        const bool column = std::memcmp(rest.data(), column_head.data(), n) == 0;
+        if (column || std::memcmp(rest.data(), delete_head.data(), n) == 0) {
+            r.check_read_ahead(p, p / "type"); // the limits break where the read-ahead would break them
+            return {column ? change_kind::column : change_kind::row_delete, n};
+        }
     }
     const std::string t = peek_type(r, p, "a change object");
     if (t == "column") return {change_kind::column, 0};
@@ -1867,12 +1895,12 @@ inline void read(reader& r, const path& p, change& out) {
         column_parts c;
         read_parts(r, p, c, h.head_size);
         if (auto* x = std::get_if<column_change>(&out)) assign(*x, c);
-        else build(c, [&](auto&&... a) { out.emplace<column_change>(std::forward<decltype(a)>(a)...); });
+        else out.emplace<column_change>(column_builder{c});
     } else {
         delete_parts d;
         read_parts(r, p, d, h.head_size);
         if (auto* x = std::get_if<row_delete>(&out)) assign(*x, d);
-        else build(d, [&](auto&&... a) { out.emplace<row_delete>(std::forward<decltype(a)>(a)...); });
+        else out.emplace<row_delete>(delete_builder{d});
     }
 }
 
@@ -1887,15 +1915,11 @@ inline void read(reader& r, const path& p, std::vector<change>& out) {
         if (h.kind == change_kind::column) {
             column_parts c;
             read_parts(r, ep, c, h.head_size);
-            build(c, [&](auto&&... a) {
-                out.emplace_back(std::in_place_type<column_change>, std::forward<decltype(a)>(a)...);
-            });
+            out.emplace_back(std::in_place_type<column_change>, column_builder{c});
         } else {
             delete_parts d;
             read_parts(r, ep, d, h.head_size);
-            build(d, [&](auto&&... a) {
-                out.emplace_back(std::in_place_type<row_delete>, std::forward<decltype(a)>(a)...);
-            });
+            out.emplace_back(std::in_place_type<row_delete>, delete_builder{d});
         }
     });
     r.last_changes = out.size();
