@@ -58,6 +58,7 @@
 
 #include <crdtsync/change.hpp>
 #include <crdtsync/detail/base64.hpp>
+#include <crdtsync/detail/endian.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/hlc.hpp>
 #include <crdtsync/message.hpp>
