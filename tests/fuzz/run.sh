@@ -5,8 +5,9 @@
 #
 # Configures (once) a separate clang build with -Dfuzz=true in build-dir
 # (default: build-fuzz at the project root), builds the targets, and runs each
-# for <seconds> on a scratch copy of its seed corpus (tests/fuzz/corpus/<name>,
-# so the checked-in corpus never changes). Prints one line per target:
+# for <seconds>, all at the same time, on a scratch copy of its seed corpus
+# (tests/fuzz/corpus/<name>, so the checked-in corpus never changes). Prints
+# one line per target:
 #   fuzz <target>: ok <N> executions in <S>s
 #   fuzz <target>: FAILED ...
 # and exits non-zero if any target failed to build or found a crash; the
@@ -40,14 +41,21 @@ artifacts="$build/fuzz-artifacts"
 mkdir -p "$artifacts"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
+# The targets run at the same time, one core each (libFuzzer runs one
+# process); their lines are printed in target order once all have ended.
 status=0
+declare -A work pid
 for t in "${targets[@]}"; do
-  work=$(mktemp -d)
-  cp "$here/corpus/${t#fuzz_}/"* "$work/"
-  log="$work.log"
-  "$build/tests/fuzz/$t" "$work" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$artifacts/$t-" >"$log" 2>&1
+  work[$t]=$(mktemp -d)
+  cp "$here/corpus/${t#fuzz_}/"* "${work[$t]}/"
+  "$build/tests/fuzz/$t" "${work[$t]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="$artifacts/$t-" >"${work[$t]}.log" 2>&1 &
+  pid[$t]=$!
+done
+for t in "${targets[@]}"; do
+  wait "${pid[$t]}"
   rc=$?
+  log="${work[$t]}.log"
   execs=$(awk '/^stat::number_of_executed_units:/ { print $2 }' "$log")
   if [ "$rc" -eq 0 ]; then
     echo "fuzz $t: ok ${execs:-0} executions in ${seconds}s"
@@ -56,6 +64,6 @@ for t in "${targets[@]}"; do
     tail -60 "$log"
     status=1
   fi
-  rm -rf "$work" "$log"
+  rm -rf "${work[$t]}" "$log"
 done
 exit $status
