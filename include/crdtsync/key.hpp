@@ -52,48 +52,95 @@ struct key_codec {
 
     /// Appends one element.
     static void append(std::string& out, const value& v) {
-        switch (v.kind()) {
-        case value_kind::null: out.push_back(char(tag_null)); return;
-        case value_kind::boolean: out.push_back(char(v.as_bool() ? tag_true : tag_false)); return;
-        case value_kind::integer: append_integer(out, v.as_integer()); return;
-        case value_kind::big_integer: {
-            const auto& b = *v.get_if<big_integer>();
-            const auto d = b.digits();
-            const bool neg = b.negative();
-            out.push_back(char(neg ? tag_big_negative : tag_big_positive));
-            const auto n = static_cast<std::uint16_t>(d.size());
-            detail::put_be<std::uint16_t>(out, neg ? static_cast<std::uint16_t>(~n) : n);
-            for (char c : d) out.push_back(neg ? static_cast<char>(~static_cast<unsigned char>(c)) : c);
-            return;
-        }
-        case value_kind::real: append_real(out, v.as_real()); return;
-        case value_kind::text: append_bytes(out, tag_text, v.as_text()); return;
-        case value_kind::blob: append_bytes(out, tag_blob, v.as_blob().bytes); return;
-        case value_kind::json: append_bytes(out, tag_json, v.get_if<json_text>()->text); return;
-        }
+        const auto at = out.size();
+        out.resize(at + encoded_size(v));
+        (void)write(out.data() + at, v);
     }
     static void append_integer(std::string& out, std::int64_t i) {
-        out.push_back(char(tag_integer));
-        detail::put_be<std::uint64_t>(out, static_cast<std::uint64_t>(i) ^ (std::uint64_t(1) << 63));
+        const auto at = out.size();
+        out.resize(at + 9);
+        (void)write_integer(out.data() + at, i);
     }
     static void append_real(std::string& out, double d) {
-        out.push_back(char(tag_real));
+        const auto at = out.size();
+        out.resize(at + 9);
+        (void)write_real(out.data() + at, d);
+    }
+
+    /// The number of bytes `write` (and `append`) produce for `v`.
+    [[nodiscard]] static std::size_t encoded_size(const value& v) noexcept {
+        switch (v.kind()) {
+        case value_kind::null:
+        case value_kind::boolean: return 1;
+        case value_kind::integer:
+        case value_kind::real: return 9;
+        case value_kind::big_integer: return 3 + v.get_if<big_integer>()->digits().size();
+        case value_kind::text: return bytes_size(*v.get_if<std::string>());
+        case value_kind::blob: return bytes_size(v.get_if<blob>()->bytes);
+        case value_kind::json: return bytes_size(v.get_if<json_text>()->text);
+        }
+        return 0;
+    }
+
+    /// Writes one element at `p`: exactly `encoded_size(v)` bytes. Returns
+    /// the end of what it wrote.
+    static char* write(char* p, const value& v) noexcept {
+        switch (v.kind()) {
+        case value_kind::null: *p = char(tag_null); return p + 1;
+        case value_kind::boolean: *p = char(*v.get_if<bool>() ? tag_true : tag_false); return p + 1;
+        case value_kind::integer: return write_integer(p, *v.get_if<std::int64_t>());
+        case value_kind::big_integer: {
+            const auto d = v.get_if<big_integer>()->digits();
+            const bool neg = v.get_if<big_integer>()->negative();
+            *p++ = char(neg ? tag_big_negative : tag_big_positive);
+            const auto n = static_cast<std::uint16_t>(d.size());
+            detail::store_be<std::uint16_t>(reinterpret_cast<unsigned char*>(p), neg ? static_cast<std::uint16_t>(~n) : n);
+            p += 2;
+            for (char c : d) *p++ = neg ? static_cast<char>(~static_cast<unsigned char>(c)) : c;
+            return p;
+        }
+        case value_kind::real: return write_real(p, *v.get_if<double>());
+        case value_kind::text: return write_bytes(p, tag_text, *v.get_if<std::string>());
+        case value_kind::blob: return write_bytes(p, tag_blob, v.get_if<blob>()->bytes);
+        case value_kind::json: return write_bytes(p, tag_json, v.get_if<json_text>()->text);
+        }
+        return p;
+    }
+    static char* write_integer(char* p, std::int64_t i) noexcept {
+        *p = char(tag_integer);
+        detail::store_be<std::uint64_t>(reinterpret_cast<unsigned char*>(p + 1), static_cast<std::uint64_t>(i) ^ (std::uint64_t(1) << 63));
+        return p + 9;
+    }
+    static char* write_real(char* p, double d) noexcept {
+        *p = char(tag_real);
         auto bits = std::bit_cast<std::uint64_t>(d);
         bits = (bits >> 63) ? ~bits : bits ^ (std::uint64_t(1) << 63);
-        detail::put_be<std::uint64_t>(out, bits);
+        detail::store_be<std::uint64_t>(reinterpret_cast<unsigned char*>(p + 1), bits);
+        return p + 9;
     }
-    static void append_bytes(std::string& out, unsigned char t, std::string_view bytes) {
-        out.push_back(char(t));
-        std::size_t start = 0;
-        for (;;) {
-            const auto z = bytes.find('\0', start);
-            if (z == std::string_view::npos) break;
-            out.append(bytes.data() + start, z - start + 1);
-            out.push_back('\xFF');
-            start = z + 1;
+    // Text, blob and json: the bytes with each 0x00 escaped as 0x00 0xFF,
+    // then a terminating 0x00.
+    [[nodiscard]] static std::size_t bytes_size(std::string_view bytes) noexcept {
+        std::size_t n = bytes.size() + 2;
+        for (const char* z = bytes.data(), *end = z + bytes.size();
+             (z = static_cast<const char*>(std::memchr(z, 0, static_cast<std::size_t>(end - z)))) != nullptr; ++z)
+            ++n;
+        return n;
+    }
+    static char* write_bytes(char* p, unsigned char t, std::string_view bytes) noexcept {
+        *p++ = char(t);
+        const char* in = bytes.data();
+        const char* const end = in + bytes.size();
+        while (in != end) {
+            const auto* z = static_cast<const char*>(std::memchr(in, 0, static_cast<std::size_t>(end - in)));
+            const std::size_t run = z ? static_cast<std::size_t>(z - in) + 1 : static_cast<std::size_t>(end - in);
+            std::memcpy(p, in, run);
+            p += run;
+            in += run;
+            if (z) *p++ = '\xFF';
         }
-        out.append(bytes.data() + start, bytes.size() - start);
-        out.push_back('\0');
+        *p++ = '\0';
+        return p;
     }
 
     /// The encoding of a whole tuple.

@@ -408,7 +408,7 @@ private:
     // Length first: names of one schema rarely share it (the merge looks a
     // table up for every fact).
     static bool same_name(std::string_view a, std::string_view b) noexcept {
-        return a.size() == b.size() && std::char_traits<char>::compare(a.data(), b.data(), a.size()) == 0;
+        return detail::same_bytes(a, b);
     }
     [[nodiscard]] const table_state* lookup(std::string_view schema, std::string_view name) const noexcept {
         if (last_lookup_ < tables_.size()) {
@@ -825,6 +825,9 @@ private:
                 result = outcome::conflict_remote;
             }
             img.release(cell->seq);
+        } else if (rec.cells.empty() || rec.cells.back().column < column) {
+            cell = &rec.cells.emplace_back(); // columns mostly arrive in order
+            cell->column = column;
         } else {
             auto at = std::find_if(rec.cells.begin(), rec.cells.end(), [&](const auto& x) { return x.column > column; });
             cell = &*rec.cells.emplace(at);
@@ -840,7 +843,7 @@ private:
             cell->prior_version.reset();
             cell->prior_value.reset();
         }
-        cell->original_pk.assign(original_pk);
+        if (!original_pk.empty() || !cell->original_pk.empty()) cell->original_pk.assign(original_pk);
         img.dirty = true;
         return result;
     }
@@ -969,7 +972,9 @@ private:
                 validate_migration(m, created);
             }
             resolved_.resize(cs.changes.size());
-            for (std::size_t i = 0; i < cs.changes.size(); ++i) validate_change(cs.changes[i], created, now, resolved_[i]);
+            validation_memo memo;
+            for (std::size_t i = 0; i < cs.changes.size(); ++i)
+                validate_change(cs.changes[i], created, now, resolved_[i], memo);
         } catch (const error& e) {
             rejection rj;
             rj.reason = e.message();
@@ -1064,32 +1069,56 @@ private:
         bool live = false;
     };
 
-    void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where) {
+    /// What validating the previous fact of a change set resolved: the facts
+    /// of a change set mostly share a table and name its columns in order.
+    /// Holds views into the change set and pointers into `tables_` and the
+    /// set's created tables, both unchanged while its facts are validated.
+    struct validation_memo {
+        std::string_view schema, table;
+        const table_def* def = nullptr; // null: nothing resolved yet
+        resolved_fact where;
+        std::size_t next_column = 0; // the column after the previous fact's
+    };
+
+    void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where,
+                         validation_memo& memo) {
         clock_.check_drift(version_of(c), now);
         std::visit([&](const auto& f) {
-            const table_def* def = nullptr;
-            const table_state* live = lookup(f.schema, f.table);
-            if (live) def = &live->def;
-            for (const auto& d : created)
-                if (d.schema_name() == f.schema && d.name() == f.table) {
-                    def = &d;
-                    live = nullptr;
-                }
-            where.live = live != nullptr;
-            if (live) where.table = static_cast<std::size_t>(live - tables_.data());
             // The names are built only when a check fails (a rejection names them).
             auto fail = [&](errc code, const std::string& what) {
                 failing_table_ = f.schema + "." + f.table;
                 detail::raise(code, "change for " + what);
             };
-            if (!def) fail(errc::unknown_table, "unknown table " + f.schema + "." + f.table);
+            const table_def* def = nullptr;
+            if (memo.def && detail::same_bytes(f.table, memo.table) && detail::same_bytes(f.schema, memo.schema)) {
+                def = memo.def;
+                where = memo.where;
+            } else {
+                const table_state* live = lookup(f.schema, f.table);
+                if (live) def = &live->def;
+                for (const auto& d : created)
+                    if (d.schema_name() == f.schema && d.name() == f.table) {
+                        def = &d;
+                        live = nullptr;
+                    }
+                where.live = live != nullptr;
+                if (live) where.table = static_cast<std::size_t>(live - tables_.data());
+                if (!def) fail(errc::unknown_table, "unknown table " + f.schema + "." + f.table);
+                memo = validation_memo{f.schema, f.table, def, where, 0};
+            }
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
-                const auto col = def->find_column(f.column);
+                const auto& cols = def->columns();
+                std::optional<std::size_t> col;
+                if (memo.next_column < cols.size() && detail::same_bytes(cols[memo.next_column].name, f.column))
+                    col = memo.next_column;
+                else
+                    col = def->find_column(f.column);
                 if (!col) {
                     failing_column_ = f.column;
                     fail(errc::unknown_column, "unknown column \"" + f.column + "\" of table " + f.schema + "." + f.table);
                 }
                 where.column = *col;
+                memo.next_column = *col + 1;
             }
             const auto& kc = def->key_columns();
             if (f.pk.size() != kc.size())

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include <crdtsync/detail/endian.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/value.hpp>
 
@@ -106,7 +107,7 @@ public:
     }
     [[nodiscard]] std::optional<std::size_t> find_column(std::string_view n) const noexcept {
         for (std::size_t i = 0; i < columns_.size(); ++i)
-            if (const auto& c = columns_[i].name; c.size() == n.size() && std::char_traits<char>::compare(c.data(), n.data(), n.size()) == 0)
+            if (detail::same_bytes(columns_[i].name, n))
                 return i;
         return std::nullopt;
     }

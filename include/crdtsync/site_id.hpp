@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include <crdtsync/detail/base64.hpp>
+#include <crdtsync/detail/endian.hpp>
 #include <crdtsync/error.hpp>
 
 namespace crdtsync {
@@ -96,7 +97,14 @@ public:
         return std::all_of(bytes_.begin(), bytes_.end(), [](auto b) { return b == 0; });
     }
 
-    friend constexpr auto operator<=>(const site_id&, const site_id&) noexcept = default;
+    /// Unsigned byte order (as two big-endian words: every HLC comparison
+    /// that reaches the site compares these).
+    friend constexpr std::strong_ordering operator<=>(const site_id& a, const site_id& b) noexcept {
+        const auto ah = detail::load_be<std::uint64_t>(a.bytes_.data());
+        const auto bh = detail::load_be<std::uint64_t>(b.bytes_.data());
+        if (ah != bh) return ah <=> bh;
+        return detail::load_be<std::uint64_t>(a.bytes_.data() + 8) <=> detail::load_be<std::uint64_t>(b.bytes_.data() + 8);
+    }
     friend constexpr bool operator==(const site_id&, const site_id&) noexcept = default;
 
 private:

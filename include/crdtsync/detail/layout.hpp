@@ -23,6 +23,7 @@
 // still carries its seq.
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -108,35 +109,47 @@ struct row_record {
 //     u32 column, hlc(30), seq(8), u8 flags (1: prior, 2: original pk), value element,
 //     [prior hlc(30), prior value element], [u32 length, original pk tuple]
 inline void put_row_record(std::string& out, const row_record& r) {
-    out.clear();
-    out.reserve(64 + r.cells.size() * 64);
-    out.push_back(r.tomb ? '\x01' : '\x00');
-    if (r.tomb) {
-        r.tomb->version.append_bytes(out);
-        put_be<std::uint64_t>(out, r.tomb->seq);
-        put_be<std::uint64_t>(out, r.tomb->created_ms);
-        put_be<std::uint32_t>(out, static_cast<std::uint32_t>(r.tomb->original_pk.size()));
-        out.append(r.tomb->original_pk);
-    }
-    put_be<std::uint32_t>(out, static_cast<std::uint32_t>(r.cells.size()));
+    // Sized first, then written in place: one resize, no appends.
+    constexpr std::size_t cell_head = 4 + hlc::byte_size + 8 + 1; // column, hlc, seq, flags
+    std::size_t size = 1 + 4;
+    if (r.tomb) size += hlc::byte_size + 8 + 8 + 4 + r.tomb->original_pk.size();
     for (const auto& c : r.cells) {
-        // The fixed part in one append: column, hlc, seq, flags.
-        unsigned char head[4 + hlc::byte_size + 8 + 1];
-        store_be<std::uint32_t>(head, c.column);
-        c.version.write_bytes(head + 4);
-        store_be<std::uint64_t>(head + 4 + hlc::byte_size, c.seq);
+        size += cell_head + key_codec::encoded_size(c.val);
+        if (c.prior_version && c.prior_value) size += hlc::byte_size + key_codec::encoded_size(*c.prior_value);
+        if (!c.original_pk.empty()) size += 4 + c.original_pk.size();
+    }
+    out.resize(size);
+    auto* p = reinterpret_cast<unsigned char*>(out.data());
+    auto blob = [&p](std::string_view bytes) {
+        store_be<std::uint32_t>(p, static_cast<std::uint32_t>(bytes.size()));
+        if (!bytes.empty()) std::memcpy(p + 4, bytes.data(), bytes.size());
+        p += 4 + bytes.size();
+    };
+    auto element = [&p](const value& v) { p = reinterpret_cast<unsigned char*>(key_codec::write(reinterpret_cast<char*>(p), v)); };
+    *p++ = r.tomb ? 1 : 0;
+    if (r.tomb) {
+        r.tomb->version.write_bytes(p);
+        store_be<std::uint64_t>(p + hlc::byte_size, r.tomb->seq);
+        store_be<std::uint64_t>(p + hlc::byte_size + 8, r.tomb->created_ms);
+        p += hlc::byte_size + 16;
+        blob(r.tomb->original_pk);
+    }
+    store_be<std::uint32_t>(p, static_cast<std::uint32_t>(r.cells.size()));
+    p += 4;
+    for (const auto& c : r.cells) {
+        store_be<std::uint32_t>(p, c.column);
+        c.version.write_bytes(p + 4);
+        store_be<std::uint64_t>(p + 4 + hlc::byte_size, c.seq);
         const bool prior = c.prior_version && c.prior_value;
-        head[sizeof head - 1] = static_cast<unsigned char>((prior ? 1 : 0) | (c.original_pk.empty() ? 0 : 2));
-        out.append(reinterpret_cast<const char*>(head), sizeof head);
-        key_codec::append(out, c.val);
+        p[cell_head - 1] = static_cast<unsigned char>((prior ? 1 : 0) | (c.original_pk.empty() ? 0 : 2));
+        p += cell_head;
+        element(c.val);
         if (prior) {
-            c.prior_version->append_bytes(out);
-            key_codec::append(out, *c.prior_value);
+            c.prior_version->write_bytes(p);
+            p += hlc::byte_size;
+            element(*c.prior_value);
         }
-        if (!c.original_pk.empty()) {
-            put_be<std::uint32_t>(out, static_cast<std::uint32_t>(c.original_pk.size()));
-            out.append(c.original_pk);
-        }
+        if (!c.original_pk.empty()) blob(c.original_pk);
     }
 }
 

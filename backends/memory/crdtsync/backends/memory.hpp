@@ -16,6 +16,11 @@
 /// its start, and the views it hands out stay valid until it ends, without
 /// ever copying the map.
 ///
+/// Memory: map nodes and values of up to 512 bytes come from the store's own
+/// arena (detail/memory_arena.hpp), in size classes of 16 bytes; what a
+/// write frees is reused by later writes, and returned to the system when
+/// the store is destroyed. `stats().arena_bytes` shows how much it holds.
+///
 /// Threading: a `memory_store` and all its transactions are used by one
 /// thread at a time (no internal locking). Transactions must end before the
 /// store is destroyed.
@@ -33,6 +38,8 @@
 #include <utility>
 #include <vector>
 
+#include <crdtsync/backends/detail/memory_arena.hpp>
+#include <crdtsync/detail/endian.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/store.hpp>
 #include <crdtsync/version.hpp>
@@ -44,24 +51,44 @@ namespace detail {
 
 // A byte buffer whose bytes never move: moving the buffer moves only the
 // pointer. Views handed to readers therefore survive the buffer travelling
-// between the map, the undo log and the version history.
+// between the map, the undo log and the version history. The bytes come
+// from the store's arena, which outlives every buffer.
 class memory_bytes {
 public:
     memory_bytes() noexcept = default;
-    explicit memory_bytes(std::string_view bytes) : size_(bytes.size()) {
+    memory_bytes(memory_arena& arena, std::string_view bytes) : size_(bytes.size()) {
         if (size_ != 0) {
-            data_.reset(new char[size_]); // no value-initialisation: overwritten at once
-            std::memcpy(data_.get(), bytes.data(), size_);
+            data_ = static_cast<char*>(arena.allocate(size_));
+            arena_ = &arena;
+            std::memcpy(data_, bytes.data(), size_);
         }
     }
-    [[nodiscard]] std::string_view view() const noexcept { return {data_.get(), size_}; }
+    memory_bytes(memory_bytes&& o) noexcept
+        : arena_(std::exchange(o.arena_, nullptr)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    memory_bytes& operator=(memory_bytes&& o) noexcept {
+        if (this != &o) {
+            reset();
+            arena_ = std::exchange(o.arena_, nullptr);
+            data_ = std::exchange(o.data_, nullptr);
+            size_ = std::exchange(o.size_, 0);
+        }
+        return *this;
+    }
+    memory_bytes(const memory_bytes&) = delete;
+    memory_bytes& operator=(const memory_bytes&) = delete;
+    ~memory_bytes() { reset(); }
+
+    [[nodiscard]] std::string_view view() const noexcept { return {data_, size_}; }
     void reset() noexcept {
-        data_.reset();
+        if (data_ != nullptr) arena_->deallocate(data_, size_);
+        arena_ = nullptr;
+        data_ = nullptr;
         size_ = 0;
     }
 
 private:
-    std::unique_ptr<char[]> data_;
+    memory_arena* arena_ = nullptr;
+    char* data_ = nullptr;
     std::size_t size_ = 0;
 };
 
@@ -94,9 +121,30 @@ inline constexpr std::uint64_t memory_pending = std::numeric_limits<std::uint64_
 template <class Iterator>
 class memory_index {
 public:
+    // A multiply-xorshift mix of the key's 8-byte words (the last one
+    // overlapping): keys are short, and a call into a byte-wise hash costs
+    // more than the probe. Not keyed: the store holds the caller's keys.
     [[nodiscard]] static std::size_t hash(std::string_view key) noexcept {
-        const std::size_t h = std::hash<std::string_view>{}(key);
-        return h == 0 ? 1 : h;
+        constexpr std::uint64_t k = 0x9E3779B97F4A7C15ull;
+        const std::size_t n = key.size();
+        const char* p = key.data();
+        std::uint64_t h = k ^ n;
+        auto mix = [&h](std::uint64_t w) {
+            h = (h ^ w) * k;
+            h ^= h >> 29;
+        };
+        if (n >= 8) {
+            for (std::size_t i = 0; i + 8 < n; i += 8) mix(word(p + i));
+            mix(word(p + n - 8));
+        } else {
+            std::uint64_t w = 0;
+            for (std::size_t i = 0; i < n; ++i) w = (w << 8) | static_cast<unsigned char>(p[i]);
+            mix(w);
+        }
+        h *= 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 32;
+        const auto out = static_cast<std::size_t>(h);
+        return out == 0 ? 1 : out;
     }
 
     // The node of `key`, or `missing` when absent.
@@ -105,7 +153,7 @@ public:
         for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
             const slot& s = slots_[i];
             if (s.hash == 0) return missing;
-            if (s.hash == h && std::string_view(s.it->first) == key) return s.it;
+            if (s.hash == h && same_bytes(s.it->first, key)) return s.it;
         }
     }
 
@@ -136,7 +184,7 @@ public:
     void erase(std::string_view key) noexcept {
         const std::size_t h = hash(key);
         std::size_t i = h & mask_;
-        while (!(slots_[i].hash == h && std::string_view(slots_[i].it->first) == key)) i = (i + 1) & mask_;
+        while (!(slots_[i].hash == h && same_bytes(slots_[i].it->first, key))) i = (i + 1) & mask_;
         // Shift later members of the probe run back into the hole.
         for (std::size_t j = (i + 1) & mask_; slots_[j].hash != 0; j = (j + 1) & mask_) {
             const std::size_t home = slots_[j].hash & mask_;
@@ -152,6 +200,11 @@ public:
     }
 
 private:
+    [[nodiscard]] static std::uint64_t word(const char* p) noexcept {
+        std::uint64_t w;
+        std::memcpy(&w, p, sizeof w);
+        return w;
+    }
     struct slot {
         std::size_t hash = 0;
         Iterator it{};
@@ -168,6 +221,7 @@ struct memory_store_stats {
     std::size_t nodes = 0;             ///< map nodes, including erased keys kept for readers
     std::size_t retained_versions = 0; ///< old versions kept for open read transactions
     std::size_t open_readers = 0;      ///< read transactions currently open
+    std::size_t arena_bytes = 0;       ///< memory taken for map nodes and values of up to 512 bytes, in use or free for reuse
 };
 
 /// An ordered in-memory `kv_store` with snapshot isolation.
@@ -191,7 +245,13 @@ struct memory_store_stats {
 /// Not copyable or movable: transactions refer to their store. Not
 /// thread-safe: one thread at a time.
 class memory_store {
-    using map_type = std::map<std::string, detail::memory_entry, std::less<>>;
+    // Unsigned byte order, compared inline (std::less<> would call memcmp).
+    struct key_less {
+        using is_transparent = void;
+        bool operator()(std::string_view a, std::string_view b) const noexcept { return detail::compare_bytes(a, b) < 0; }
+    };
+    using map_type = std::map<std::string, detail::memory_entry, key_less,
+                              detail::memory_arena_allocator<std::pair<const std::string, detail::memory_entry>>>;
     using iterator = map_type::iterator;
     using index_type = detail::memory_index<iterator>;
 
@@ -231,6 +291,7 @@ public:
         s.nodes = map_.size();
         s.retained_versions = retained_;
         for (const auto& r : readers_) s.open_readers += r.count;
+        s.arena_bytes = arena_.reserved_bytes();
         return s;
     }
 
@@ -287,7 +348,7 @@ private:
         const std::size_t i = finger_of(key);
         finger& f = fingers_[i];
         if (f.node == end) return {end, end, no_finger};
-        const int c = std::string_view(f.node->first).compare(key);
+        const int c = detail::compare_bytes(f.node->first, key);
         if (c == 0) return {f.node, end, i};
         if (c > 0) return {end, end, no_finger};
         bool looked_up = false;
@@ -299,7 +360,7 @@ private:
             f.next_known = true;
             looked_up = true;
         }
-        const int d = f.next == end ? 1 : std::string_view(f.next->first).compare(key);
+        const int d = f.next == end ? 1 : detail::compare_bytes(f.next->first, key);
         if (looked_up) lazy_next_outcome(d >= 0);
         if (d == 0) return {f.next, end, i};
         if (d > 0) return {end, f.next, i};
@@ -356,7 +417,7 @@ private:
             }
             // Absent, and no finger knows where it goes: appends past the
             // last key are placed at once, the rest by a walk down the tree.
-            hint = map_.empty() || std::string_view(map_.rbegin()->first) < key ? map_.end() : map_.lower_bound(key);
+            hint = map_.empty() || detail::compare_bytes(map_.rbegin()->first, key) < 0 ? map_.end() : map_.lower_bound(key);
         }
         index_.reserve_one();
         const auto it = map_.emplace_hint(hint, std::piecewise_construct, std::forward_as_tuple(key),
@@ -393,7 +454,7 @@ private:
     // log, where readers still find it.
     void write_version(iterator it, bool fresh, std::optional<std::string_view> value) {
         auto& e = it->second;
-        detail::memory_bytes bytes = value ? detail::memory_bytes(*value) : detail::memory_bytes();
+        detail::memory_bytes bytes = value ? detail::memory_bytes(arena_, *value) : detail::memory_bytes();
         if (e.since != detail::memory_pending) {
             if (undo_.size() >= std::numeric_limits<std::uint32_t>::max()) {
                 if (fresh) erase_node(it);
@@ -566,7 +627,8 @@ private:
         return a;
     }
 
-    map_type map_;
+    detail::memory_arena arena_; // first: outlives every node and value
+    map_type map_{detail::memory_arena_allocator<map_type::value_type>(arena_)};
     index_type index_;
     mutable std::array<finger, finger_count> fingers_ = unused_fingers(map_);
     mutable unsigned lazy_next_failures_ = 0;
