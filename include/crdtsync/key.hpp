@@ -245,19 +245,19 @@ struct key_codec {
 private:
     static std::string read_bytes(std::string_view& in) {
         std::string out;
-        for (std::size_t i = 0; i < in.size(); ++i) {
-            if (in[i] != '\0') continue;
-            if (i + 1 < in.size() && static_cast<unsigned char>(in[i + 1]) == 0xFF) {
+        for (;;) {
+            const auto* z = static_cast<const char*>(std::memchr(in.data(), 0, in.size()));
+            if (z == nullptr) fail("unterminated text/blob element");
+            const auto i = static_cast<std::size_t>(z - in.data());
+            if (i + 1 < in.size() && static_cast<unsigned char>(in[i + 1]) == 0xFF) { // an escaped 0x00
                 out.append(in.data(), i + 1);
                 in.remove_prefix(i + 2);
-                i = std::size_t(-1);
                 continue;
             }
             out.append(in.data(), i);
             in.remove_prefix(i + 1);
             return out;
         }
-        fail("unterminated text/blob element");
     }
     static void need(std::string_view in, std::size_t n, const char* what) {
         if (in.size() < n) fail(std::string("truncated ") + what);

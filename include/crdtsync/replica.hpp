@@ -618,28 +618,36 @@ private:
     /// The encoded (collation-folded) key suffix of a row, and the encoded
     /// original key when folding changed it (empty otherwise).
     std::pair<std::string, std::string> encode_row(const table_state& t, const row_key& pk) const {
+        std::pair<std::string, std::string> out;
+        encode_row_to(t, pk, out.first, out.second);
+        return out;
+    }
+    /// Appends the encoded key suffix to `folded`; sets `original` as
+    /// `encode_row` does.
+    void encode_row_to(const table_state& t, const row_key& pk, std::string& folded, std::string& original) const {
         const auto& kc = t.def.key_columns();
         if (pk.size() != kc.size())
             detail::raise(errc::invalid_key, "table " + t.def.qualified_name() + " has a primary key of " + std::to_string(kc.size()) +
                                                  " column(s), got a key of " + std::to_string(pk.size()) + " value(s)");
-        std::string folded, original;
+        original.clear();
         bool changed = false;
         for (std::size_t i = 0; i < kc.size(); ++i) {
             if (pk[i].is_null())
                 detail::raise(errc::invalid_key, "table " + t.def.qualified_name() + ": primary key column \"" +
                                                      t.def.columns()[kc[i]].name + "\" cannot be NULL");
-            auto v = t.def.coerce(kc[i], pk[i]);
             if (t.folds) {
+                auto v = t.def.coerce(kc[i], pk[i]);
                 auto id = t.def.key_identity(kc[i], v);
                 changed = changed || !(id == v);
                 key_codec::append(folded, id);
                 key_codec::append(original, v);
+            } else if (t.def.coerces(kc[i], pk[i])) {
+                key_codec::append(folded, t.def.coerce(kc[i], pk[i]));
             } else {
-                key_codec::append(folded, v);
+                key_codec::append(folded, pk[i]);
             }
         }
         if (!changed) original.clear();
-        return {std::move(folded), std::move(original)};
     }
 
     struct cell_view {
@@ -679,9 +687,14 @@ private:
 
     template <class R>
     void load_row(R& r, const table_state& t, std::string_view suffix, row_image& img) const {
-        img.table = &t;
         img.key.assign(t.row_prefix);
         img.key.append(suffix);
+        load_row_at_key(r, t, img);
+    }
+    /// `load_row` for an image whose `key` is already set.
+    template <class R>
+    void load_row_at_key(R& r, const table_state& t, row_image& img) const {
+        img.table = &t;
         img.dirty = false;
         img.released.clear();
         if (auto v = r.get(img.key)) {
@@ -803,7 +816,7 @@ private:
     /// Writes one cell into the row image if `h` beats what the row holds.
     /// `local` writes are never conflicts. On a conflict, fills `c` (except
     /// the row identity).
-    outcome put_cell(row_image& img, std::size_t col, value v, const hlc& h, const std::optional<hlc>& prior,
+    outcome put_cell(row_image& img, std::size_t col, const value& v, const hlc& h, const std::optional<hlc>& prior,
                      const std::optional<value>& prior_value, std::string_view original_pk, bool local, conflict* c) {
         const auto& t = *img.table;
         auto& rec = img.rec;
@@ -821,7 +834,7 @@ private:
                 return outcome::conflict_local;
             }
             if (!local && cell->version.site != h.site && !(prior && *prior >= cell->version) && !(cell->val == v)) {
-                if (c) *c = conflict{{}, {}, {}, {}, std::move(cell->val), cell->version, v, h, conflict_winner::remote};
+                if (c) *c = conflict{{}, {}, {}, {}, cell->val, cell->version, v, h, conflict_winner::remote};
                 result = outcome::conflict_remote;
             }
             img.release(cell->seq);
@@ -835,7 +848,7 @@ private:
         }
         cell->version = h;
         cell->seq = 0;
-        cell->val = std::move(v);
+        cell->val = v;
         if (prior && prior_value) {
             cell->prior_version = prior;
             cell->prior_value = prior_value;
@@ -1021,8 +1034,10 @@ private:
                 const auto col = where.live ? where.column : *t.def.find_column(cc->column);
                 row_image& img = at_row(w, t, cc->pk);
                 if (want_conflicts) cf.emplace();
-                o = put_cell(img, col, t.def.coerce(col, cc->val), cc->version, cc->prior_version, cc->prior_value, cur_original_,
-                             false, want_conflicts ? &*cf : nullptr);
+                std::optional<value> coerced; // only an integer for a REAL column needs a copy
+                const value& v = t.def.coerces(col, cc->val) ? coerced.emplace(t.def.coerce(col, cc->val)) : cc->val;
+                o = put_cell(img, col, v, cc->version, cc->prior_version, cc->prior_value, cur_original_, false,
+                             want_conflicts ? &*cf : nullptr);
                 if (want_conflicts && (o == outcome::conflict_local || o == outcome::conflict_remote)) {
                     cf->schema = cc->schema;
                     cf->table = cc->table;
@@ -1051,12 +1066,13 @@ private:
     /// The row image of the row with key `pk`, read unless the merge is
     /// already at it (the facts of a row travel together).
     row_image& at_row(write_txn& w, const table_state& t, const row_key& pk) {
-        if (cur_.table == &t && pk == cur_pk_) return cur_;
+        if (cur_.table == &t && (&pk == cur_pk_ || pk == *cur_pk_)) return cur_;
         flush(w, cur_);
-        auto [suffix, original] = encode_row(t, pk);
-        load_row(w, t, suffix, cur_);
-        cur_pk_ = pk;
-        cur_original_ = std::move(original);
+        cur_.table = nullptr; // until the new row is loaded
+        cur_.key.assign(t.row_prefix);
+        encode_row_to(t, pk, cur_.key, cur_original_);
+        load_row_at_key(w, t, cur_);
+        cur_pk_ = &pk;
         return cur_;
     }
 
@@ -1221,7 +1237,7 @@ private:
     std::vector<table_state> tables_;
     mutable std::size_t last_lookup_ = 0;
     row_image cur_;       // the row the merge is at
-    row_key cur_pk_;      // its key as the change sets spell it
+    const row_key* cur_pk_ = nullptr; // its key as the change set spells it (the set outlives the row's turn)
     std::string cur_original_;
     std::string rec_buf_, log_buf_;
     std::string failing_table_, failing_column_;

@@ -123,6 +123,10 @@ public:
         if (key_.empty()) detail::raise(errc::schema, "table " + qualified_name() + " has no primary key");
     }
 
+    /// True when `coerce(i, v)` differs from `v`.
+    [[nodiscard]] bool coerces(std::size_t i, const value& v) const noexcept {
+        return columns_[i].type == column_type::real && v.kind() == value_kind::integer;
+    }
     /// The value as stored in column `i`: an integer in a REAL column becomes a real.
     [[nodiscard]] value coerce(std::size_t i, value v) const {
         if (columns_[i].type == column_type::real) {
