@@ -10,6 +10,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -56,7 +57,7 @@ struct hlc {
     void write_bytes(unsigned char* p) const noexcept {
         detail::store_be<std::uint64_t>(p, wall_time);
         detail::store_be<std::uint16_t>(p + 8, counter);
-        for (std::size_t i = 0; i < site_id::size; ++i) p[10 + i] = site.bytes()[i];
+        std::memcpy(p + 10, site.bytes().data(), site_id::size);
         detail::store_be<std::uint32_t>(p + 26, op_seq);
     }
     void append_bytes(std::string& out) const {
@@ -77,7 +78,7 @@ struct hlc {
         h.wall_time = detail::load_be<std::uint64_t>(p);
         h.counter = detail::load_be<std::uint16_t>(p + 8);
         site_id::bytes_type s{};
-        for (std::size_t i = 0; i < site_id::size; ++i) s[i] = p[10 + i];
+        std::memcpy(s.data(), p + 10, site_id::size);
         h.site = site_id{s};
         h.op_seq = detail::load_be<std::uint32_t>(p + 26);
         return h;

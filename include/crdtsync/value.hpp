@@ -25,6 +25,7 @@
 #include <utility>
 #include <variant>
 
+#include <crdtsync/detail/endian.hpp>
 #include <crdtsync/error.hpp>
 
 namespace crdtsync {
@@ -162,7 +163,16 @@ public:
         }
         return std::strong_ordering::equal;
     }
-    friend bool operator==(const value& a, const value& b) noexcept { return (a <=> b) == 0; }
+    /// Equal under the total order; values of different kinds never are
+    /// (an integer and a big integer never hold the same number).
+    friend bool operator==(const value& a, const value& b) noexcept {
+        if (a.v_.index() != b.v_.index()) return false;
+        switch (a.kind()) {
+        case value_kind::integer: return *std::get_if<std::int64_t>(&a.v_) == *std::get_if<std::int64_t>(&b.v_);
+        case value_kind::text: return detail::same_bytes(*std::get_if<std::string>(&a.v_), *std::get_if<std::string>(&b.v_));
+        default: return (a <=> b) == 0;
+        }
+    }
 
     [[nodiscard]] static const char* kind_name(value_kind k) noexcept {
         switch (k) {

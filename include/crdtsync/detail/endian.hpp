@@ -54,9 +54,12 @@ template <class UInt>
     return load_be<UInt>(reinterpret_cast<const unsigned char*>(s.data()) + at);
 }
 
+// same_bytes and compare_bytes sit in the hottest loops (key lookups, name
+// resolution) and are small: always inlined (GCC and Clang).
+//
 // Byte equality of two short strings (names, keys) without a call into the
 // C library: overlapping word loads for up to 16 bytes, memcmp beyond.
-[[nodiscard]] inline bool same_bytes(std::string_view a, std::string_view b) noexcept {
+[[nodiscard, gnu::always_inline]] inline bool same_bytes(std::string_view a, std::string_view b) noexcept {
     const std::size_t n = a.size();
     if (n != b.size()) return false;
     const char* x = a.data();
@@ -82,7 +85,7 @@ template <class UInt>
 // Three-way comparison of two byte strings as unsigned bytes, shorter first
 // on a common prefix (the order of std::string_view::compare), without a
 // call into the C library for short keys: big-endian word loads.
-[[nodiscard]] inline int compare_bytes(std::string_view a, std::string_view b) noexcept {
+[[nodiscard, gnu::always_inline]] inline int compare_bytes(std::string_view a, std::string_view b) noexcept {
     const std::size_t n = a.size() < b.size() ? a.size() : b.size();
     const auto* x = reinterpret_cast<const unsigned char*>(a.data());
     const auto* y = reinterpret_cast<const unsigned char*>(b.data());

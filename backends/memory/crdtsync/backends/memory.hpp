@@ -762,7 +762,10 @@ public:
     /// Removes `key`; true when it was present.
     bool erase(std::string_view key) {
         auto& s = store();
-        const auto it = s.find_for_write(key);
+        // A point lookup that leaves the fingers where the writes are: an
+        // erase is mostly of an old key (a superseded change-log entry)
+        // amid appends, which the finger would otherwise stop placing.
+        const auto it = s.find(key);
         if (it == s.map_.end() || !it->second.present) return false;
         s.write_version(it, false, std::nullopt);
         return true;
