@@ -272,6 +272,37 @@ TEST_CASE("key_codec: random tuples round trip") {
     }
 }
 
+TEST_CASE("key_codec: encoded_size and write agree with append") {
+    const std::uint64_t seed = 0x4B45'0009;
+    CAPTURE(seed);
+    std::mt19937_64 rng{seed};
+    for (int i = 0; i < 5000; ++i) {
+        const tuple t = random_tuple(rng, 6);
+        CAPTURE(i);
+        CAPTURE(show(t));
+        const auto enc = key_codec::encode(t);
+        std::size_t size = 0;
+        for (const auto& v : t) size += key_codec::encoded_size(v);
+        CHECK(size == enc.size());
+        // write() fills exactly encoded_size() bytes: a guard byte after
+        // the buffer's end stays untouched.
+        std::string buf(size + 1, '\x5A');
+        char* p = buf.data();
+        for (const auto& v : t) {
+            char* end = key_codec::write(p, v);
+            CHECK(static_cast<std::size_t>(end - p) == key_codec::encoded_size(v));
+            p = end;
+        }
+        CHECK(buf.substr(0, size) == enc);
+        CHECK(buf.back() == '\x5A');
+    }
+    // Escapes count: each 0x00 of text, blob or json takes two bytes.
+    CHECK(key_codec::encoded_size(value{std::string("\0a\0", 3)}) == 1 + 5 + 1);
+    CHECK(key_codec::encoded_size(value{blob{std::string(4, '\0')}}) == 1 + 8 + 1);
+    CHECK(key_codec::encoded_size(value{}) == 1);
+    CHECK(key_codec::encoded_size(value{1.5}) == 9);
+}
+
 TEST_CASE("key_codec: extreme values round trip") {
     std::vector<value> extremes = {value{i64_min},
                                    value{i64_max},

@@ -194,3 +194,34 @@ TEST_CASE("detail::endian: big-endian put, store and load") {
         CHECK(detail::load_be<std::uint64_t>(ea) == a);
     }
 }
+
+TEST_CASE("detail::endian: compare_bytes and same_bytes agree with string_view") {
+    // Every length up to 40 (the word loads overlap differently at each),
+    // bytes across the whole range (0x80 and up must sort above 0x7F), and
+    // shared prefixes of random length so that late bytes decide.
+    const std::uint64_t seed = 0xE1D1'0002;
+    CAPTURE(seed);
+    std::mt19937_64 rng{seed};
+    auto sign = [](int c) { return c < 0 ? -1 : c > 0 ? 1 : 0; };
+    for (int i = 0; i < 20000; ++i) {
+        std::string a(static_cast<std::size_t>(rng() % 41), '\0');
+        for (auto& c : a) c = static_cast<char>(rng() % 4 == 0 ? 0x7F + rng() % 3 : rng());
+        std::string b = a.substr(0, static_cast<std::size_t>(rng() % (a.size() + 1)));
+        const auto extra = static_cast<std::size_t>(rng() % 6);
+        for (std::size_t k = 0; k < extra; ++k) b.push_back(static_cast<char>(rng()));
+        if (rng() % 4 == 0) b = a;
+        CAPTURE(i);
+        CAPTURE(a.size());
+        CAPTURE(b.size());
+        CHECK(detail::compare_bytes(a, b) == sign(std::string_view(a).compare(b)));
+        CHECK(detail::compare_bytes(b, a) == sign(std::string_view(b).compare(a)));
+        CHECK(detail::same_bytes(a, b) == (a == b));
+    }
+    CHECK(detail::compare_bytes("", "") == 0);
+    CHECK(detail::compare_bytes("", std::string_view("\0", 1)) == -1);
+    CHECK(detail::compare_bytes("\x7f", "\x80") == -1);
+    CHECK(detail::same_bytes("", ""));
+    // load_be works in constant expressions too.
+    constexpr unsigned char be[4] = {0x01, 0x02, 0x03, 0x04};
+    static_assert(detail::load_be<std::uint32_t>(be) == 0x01020304U);
+}

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -324,6 +325,66 @@ TEST_CASE("memory_store: interleaved ascending runs with erases and aborts match
     CHECK(scan_all(r) == model_range(committed, {}, {}));
     for (const auto& [k, v] : committed) CHECK(owned(r.get(k)) == v);
     CHECK(store.stats().nodes == committed.size());
+}
+
+TEST_CASE("memory_store: binary keys of every length order as unsigned bytes") {
+    // Keys of 0 to 40 bytes over the whole byte range, sharing prefixes:
+    // every path of the store's word-wise key compare and hash.
+    crdtsync::memory_store store;
+    std::map<std::string, std::string> expected; // std::string orders as unsigned bytes
+    std::mt19937_64 rng(0x5EED'0003);
+    {
+        auto w = store.write();
+        std::string previous;
+        for (int i = 0; i < 4000; ++i) {
+            std::string k = previous.substr(0, static_cast<std::size_t>(rng() % (previous.size() + 1)));
+            const auto extra = static_cast<std::size_t>(rng() % 12);
+            for (std::size_t n = 0; n < extra && k.size() < 40; ++n) k.push_back(static_cast<char>(rng()));
+            const std::string v = numbered("v", i);
+            w.put(k, v);
+            expected[k] = v;
+            previous = k;
+        }
+        w.commit();
+    }
+    auto r = store.read();
+    const auto all = scan_all(r);
+    CHECK(all == entries(expected.begin(), expected.end()));
+    for (const auto& [k, v] : expected) CHECK(owned(r.get(k)) == v);
+    CHECK(store.stats().nodes == expected.size());
+}
+
+TEST_CASE("memory_store: the arena reuses what overwrites and erases free") {
+    // Values on both sides of the arena's 512-byte limit, and empty ones.
+    crdtsync::memory_store store;
+    auto value_of = [](int key, int round) {
+        const std::size_t size = static_cast<std::size_t>(key * 37 % 700);
+        return std::string(size, static_cast<char>('a' + round % 26));
+    };
+    std::size_t after_second = 0;
+    for (int round = 0; round < 10; ++round) {
+        {
+            auto w = store.write();
+            for (int k = 0; k < 500; ++k) {
+                // Odd rounds erase a third of the keys, even rounds put them back.
+                if (round % 2 == 1 && k % 3 == 0) CHECK(w.erase(numbered("k", k)));
+                else w.put(numbered("k", k), value_of(k, round));
+            }
+            w.commit();
+        }
+        auto r = store.read();
+        for (int k = 0; k < 500; ++k) {
+            CAPTURE(k);
+            if (round % 2 == 1 && k % 3 == 0) CHECK_FALSE(r.get(numbered("k", k)).has_value());
+            else CHECK(owned(r.get(numbered("k", k))) == value_of(k, round));
+        }
+        // A write allocates its new value before the old one is freed (at
+        // commit): the second round takes what the whole working set needs,
+        // and every later round reuses it.
+        if (round == 1) after_second = store.stats().arena_bytes;
+        if (round > 1) CHECK(store.stats().arena_bytes == after_second);
+    }
+    CHECK(after_second > 0);
 }
 
 TEST_CASE("memory_store: small, busy key spaces match a std::map") {
