@@ -570,7 +570,7 @@ private:
     template <class Body>
     void run_write(Body&& body) {
         for (unsigned attempt = 0;; ++attempt) {
-            cur_.table = nullptr; // the row cache never outlives a transaction
+            cur_.reset(); // the row the merge was at never outlives its transaction (nor a failed one)
             pending ev;
             std::exception_ptr failure;
             bool storage_full = false;
@@ -682,6 +682,15 @@ private:
         }
         void release(std::uint64_t seq) {
             if (seq != 0) released.push_back(seq);
+        }
+        /// Forgets the row (keeping the buffers' capacity).
+        void reset() noexcept {
+            table = nullptr;
+            rec.tomb.reset();
+            rec.cells.clear();
+            stored = false;
+            dirty = false;
+            released.clear();
         }
     };
 
@@ -1067,8 +1076,8 @@ private:
     /// already at it (the facts of a row travel together).
     row_image& at_row(write_txn& w, const table_state& t, const row_key& pk) {
         if (cur_.table == &t && (&pk == cur_pk_ || pk == *cur_pk_)) return cur_;
-        flush(w, cur_);
-        cur_.table = nullptr; // until the new row is loaded
+        if (cur_.table) flush(w, cur_);
+        cur_.reset(); // until the new row is loaded
         cur_.key.assign(t.row_prefix);
         encode_row_to(t, pk, cur_.key, cur_original_);
         load_row_at_key(w, t, cur_);

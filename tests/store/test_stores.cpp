@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <new>
 #include <memory>
 #include <optional>
 #include <random>
@@ -28,6 +29,24 @@
 #include <laws/store_laws.hpp>
 
 #include <stdlib.h> // mkdtemp
+
+// Allocation failures on demand: while `fail_allocation_in` is n > 0, the
+// n-th allocation from now throws std::bad_alloc (then it disarms). This
+// program's replacement of the global operator new; unarmed it is malloc.
+// (g++ takes the replacement's free() for a mismatch with the builtin new.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+namespace {
+std::size_t fail_allocation_in = 0;
+}
+void* operator new(std::size_t n) {
+    if (fail_allocation_in != 0 && --fail_allocation_in == 0) throw std::bad_alloc();
+    if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using crdtsync::testing::laws::commit_all;
 using crdtsync::testing::laws::entries;
@@ -385,6 +404,75 @@ TEST_CASE("memory_store: the arena reuses what overwrites and erases free") {
         if (round > 1) CHECK(store.stats().arena_bytes == after_second);
     }
     CHECK(after_second > 0);
+}
+
+TEST_CASE("memory_store: an allocation failure in put loses nothing") {
+    // The n-th allocation of a put fails, for every n until the put runs
+    // through: a new node, a value past the arena's limit, the undo log's
+    // growth, a new arena chunk. The key must keep what it had (in the
+    // transaction and after commit), no empty node may stay behind, and the
+    // transaction must still commit the rest.
+    using crdtsync::testing::laws::model;
+    using crdtsync::testing::laws::model_range;
+    enum class target { fresh, untouched, touched };
+    auto run = [](std::size_t n, target which, std::size_t value_size) {
+        CAPTURE(n);
+        CAPTURE(static_cast<int>(which));
+        CAPTURE(value_size);
+        crdtsync::memory_store store;
+        model committed;
+        // 65 keys, one a transaction: the undo log keeps its first capacity
+        // (64), which the 64 overwrites below fill exactly.
+        for (int k = 0; k < 65; ++k) {
+            auto w = store.write();
+            w.put(numbered("k", k), numbered("v", k));
+            w.commit();
+            committed[numbered("k", k)] = numbered("v", k);
+        }
+        const auto nodes = store.stats().nodes;
+        auto w = store.write();
+        model pending = committed;
+        for (int k = 0; k < 64; ++k) {
+            w.put(numbered("k", k), numbered("w", k));
+            pending[numbered("k", k)] = numbered("w", k);
+        }
+        // A fresh key and k64 are first touches (the undo log must grow);
+        // k5 is in it already.
+        const std::string key = which == target::fresh ? numbered("new", 0)
+                                : which == target::untouched ? numbered("k", 64)
+                                                             : numbered("k", 5);
+        const auto before = pending.count(key) ? std::optional(pending[key]) : std::nullopt;
+        bool failed = false;
+        fail_allocation_in = n;
+        try {
+            w.put(key, std::string(value_size, 'z'));
+        } catch (const std::bad_alloc&) {
+            failed = true;
+        }
+        fail_allocation_in = 0;
+        if (failed) {
+            CHECK(owned(w.get(key)) == before);
+            CHECK(store.stats().nodes == nodes); // no empty node left behind
+        } else {
+            pending[key] = std::string(value_size, 'z');
+        }
+        CHECK(scan_all(w) == model_range(pending, {}, {}));
+        w.commit();
+        CHECK(scan_all(store.read()) == model_range(pending, {}, {}));
+        CHECK(store.stats().nodes == pending.size());
+        return failed;
+    };
+    for (const auto which : {target::fresh, target::untouched, target::touched}) {
+        for (const std::size_t value_size : {std::size_t{3}, std::size_t{600}}) {
+            std::size_t n = 1;
+            while (run(n, which, value_size)) {
+                ++n;
+                REQUIRE(n < 100);
+            }
+            // A first touch grows the undo log; a large value is allocated.
+            if (which != target::touched || value_size > crdtsync::detail::memory_arena::small_limit) CHECK(n > 1);
+        }
+    }
 }
 
 TEST_CASE("memory_store: small, busy key spaces match a std::map") {

@@ -25,6 +25,7 @@
 /// thread at a time (no internal locking). Transactions must end before the
 /// store is destroyed.
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -454,19 +455,25 @@ private:
     // log, where readers still find it.
     void write_version(iterator it, bool fresh, std::optional<std::string_view> value) {
         auto& e = it->second;
-        detail::memory_bytes bytes = value ? detail::memory_bytes(arena_, *value) : detail::memory_bytes();
-        if (e.since != detail::memory_pending) {
-            if (undo_.size() >= std::numeric_limits<std::uint32_t>::max()) {
-                if (fresh) erase_node(it);
-                detail::raise(errc::invalid_argument,
-                              "memory_store: a write transaction may touch at most 4294967295 keys");
+        const bool first_touch = e.since != detail::memory_pending;
+        // Everything that can fail comes first, before anything moves: on a
+        // failure the key keeps its version and a node made for it goes.
+        detail::memory_bytes bytes;
+        try {
+            if (value) bytes = detail::memory_bytes(arena_, *value);
+            if (first_touch) {
+                if (undo_.size() >= std::numeric_limits<std::uint32_t>::max()) {
+                    detail::raise(errc::invalid_argument,
+                                  "memory_store: a write transaction may touch at most 4294967295 keys");
+                }
+                if (undo_.size() == undo_.capacity()) undo_.reserve(std::max<std::size_t>(64, 2 * undo_.capacity()));
             }
-            try {
-                undo_.push_back(undo_record{it, detail::memory_version{std::move(e.value), e.since, e.present}});
-            } catch (...) {
-                if (fresh) erase_node(it);
-                throw;
-            }
+        } catch (...) {
+            if (fresh) erase_node(it);
+            throw;
+        }
+        if (first_touch) {
+            undo_.push_back(undo_record{it, detail::memory_version{std::move(e.value), e.since, e.present}}); // capacity reserved
             e.undo = static_cast<std::uint32_t>(undo_.size() - 1);
             e.since = detail::memory_pending;
         }
