@@ -1105,15 +1105,34 @@ private:
         std::size_t next_column = 0; // the column after the previous fact's (wrapping to the first)
     };
 
+    /// Why a fact is refused, as the rejection reports it: the names are
+    /// built only here (out of the validation loop's way). `column` names
+    /// an unknown column; `key_size` differing from `want` a key of the
+    /// wrong arity; an invalid_key with neither, a NULL key value.
+    [[noreturn, gnu::cold, gnu::noinline]] void reject_fact(errc code, std::string_view schema, std::string_view table,
+                                                             std::string_view column = {}, std::size_t key_size = 0,
+                                                             std::size_t want = 0) {
+        const std::string qualified = std::string(schema) + "." + std::string(table);
+        failing_table_ = qualified;
+        std::string what;
+        if (code == errc::unknown_table) {
+            what = "unknown table " + qualified;
+        } else if (code == errc::unknown_column) {
+            failing_column_ = std::string(column);
+            what = "unknown column \"" + std::string(column) + "\" of table " + qualified;
+        } else if (key_size != want) {
+            what = "table " + qualified + " has a key of " + std::to_string(key_size) +
+                   " value(s), the table's primary key has " + std::to_string(want);
+        } else {
+            what = "table " + qualified + " has a NULL key value";
+        }
+        detail::raise(code, "change for " + what);
+    }
+
     void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where,
                          validation_memo& memo) {
         clock_.check_drift(version_of(c), now);
         auto check = [&](const auto& f) {
-            // The names are built only when a check fails (a rejection names them).
-            auto fail = [&](errc code, const std::string& what) {
-                failing_table_ = f.schema + "." + f.table;
-                detail::raise(code, "change for " + what);
-            };
             const table_def* def = nullptr;
             if (memo.def && detail::same_bytes(f.table, memo.table) && detail::same_bytes(f.schema, memo.schema)) {
                 def = memo.def;
@@ -1128,7 +1147,7 @@ private:
                     }
                 where.live = live != nullptr;
                 if (live) where.table = static_cast<std::size_t>(live - tables_.data());
-                if (!def) fail(errc::unknown_table, "unknown table " + f.schema + "." + f.table);
+                if (!def) reject_fact(errc::unknown_table, f.schema, f.table);
                 memo = validation_memo{f.schema, f.table, def, where, 0};
             }
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
@@ -1138,19 +1157,14 @@ private:
                     col = memo.next_column;
                 else
                     col = def->find_column(f.column);
-                if (!col) {
-                    failing_column_ = f.column;
-                    fail(errc::unknown_column, "unknown column \"" + f.column + "\" of table " + f.schema + "." + f.table);
-                }
+                if (!col) reject_fact(errc::unknown_column, f.schema, f.table, f.column);
                 where.column = *col;
                 memo.next_column = *col + 1 == cols.size() ? 0 : *col + 1;
             }
             const auto& kc = def->key_columns();
-            if (f.pk.size() != kc.size())
-                fail(errc::invalid_key, "table " + f.schema + "." + f.table + " has a key of " + std::to_string(f.pk.size()) +
-                                            " value(s), the table's primary key has " + std::to_string(kc.size()));
+            if (f.pk.size() != kc.size()) reject_fact(errc::invalid_key, f.schema, f.table, {}, f.pk.size(), kc.size());
             for (const auto& v : f.pk)
-                if (v.is_null()) fail(errc::invalid_key, "table " + f.schema + "." + f.table + " has a NULL key value");
+                if (v.is_null()) reject_fact(errc::invalid_key, f.schema, f.table);
         };
         // Dispatched by hand: std::visit's table costs more than the test.
         if (const auto* cc = std::get_if<column_change>(&c)) check(*cc);

@@ -565,12 +565,18 @@ TEST_CASE_TEMPLATE("bad input: a bad change set is rejected whole, the others ap
         const char* what;
         change_set cs;
         const char* code;
+        const char* reason; // the whole message, or "" when it names a time
     };
     const std::vector<bad_case> cases{
-        {"unknown table", bad_after([](auto& b) { b.set("nope", {value{1}}, "a", value{1}); }), "unknown_table"},
-        {"key of the wrong length", bad_after([](auto& b) { b.set("items", {value{3}}, "a", value{1}); }), "invalid_key"},
+        {"unknown table", bad_after([](auto& b) { b.set("nope", {value{1}}, "a", value{1}); }), "unknown_table",
+         "change for unknown table main.nope"},
+        {"key of the wrong length", bad_after([](auto& b) { b.set("items", {value{3}}, "a", value{1}); }), "invalid_key",
+         "change for table main.items has a key of 1 value(s), the table's primary key has 2"},
         {"delete with a key of the wrong length",
-         bad_after([](auto& b) { b.erase("items", {value{3}, value{"a"}, value{"extra"}}); }), "invalid_key"},
+         bad_after([](auto& b) { b.erase("items", {value{3}, value{"a"}, value{"extra"}}); }), "invalid_key",
+         "change for table main.items has a key of 3 value(s), the table's primary key has 2"},
+        {"NULL key value", bad_after([](auto& b) { b.set("items", {value{3}, value{}}, "a", value{1}); }), "invalid_key",
+         "change for table main.items has a NULL key value"},
         {"far-future HLC",
          [&] {
              auto cs = bad_after([](auto& b) { b.set("items", item_key(3, "a"), "a", value{1}); });
@@ -578,8 +584,9 @@ TEST_CASE_TEMPLATE("bad input: a bad change set is rejected whole, the others ap
              std::get<column_change>(cs.changes[4]).version.wall_time = t.now + 61'000;
              return cs;
          }(),
-         "clock_drift"},
-        {"unknown column", bad_after([](auto& b) { b.set("items", item_key(3, "a"), "zzz", value{1}); }), "unknown_column"},
+         "clock_drift", ""},
+        {"unknown column", bad_after([](auto& b) { b.set("items", item_key(3, "a"), "zzz", value{1}); }), "unknown_column",
+         "change for unknown column \"zzz\" of table main.items"},
     };
     for (const auto& bc : cases) {
         CAPTURE(bc.what);
@@ -596,6 +603,7 @@ TEST_CASE_TEMPLATE("bad input: a bad change set is rejected whole, the others ap
         CHECK(alone.rejected[0].code == std::optional<std::string>(bc.code));
         CHECK(alone.rejected[0].transaction_id == bc.cs.transaction_id);
         CHECK_FALSE(alone.rejected[0].reason.empty());
+        if (*bc.reason != '\0') CHECK(alone.rejected[0].reason == bc.reason);
         CHECK(alone.transactions == 0);
         CHECK(alone.applied + alone.skipped + alone.conflicts == 0);
         CHECK(m->dump() == before);
