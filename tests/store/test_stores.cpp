@@ -373,6 +373,19 @@ TEST_CASE("memory_store: binary keys of every length order as unsigned bytes") {
     CHECK(store.stats().nodes == expected.size());
 }
 
+TEST_CASE("memory_store: the hash index is keyed per store") {
+    // Peers choose the keys a replica stores: with a seed of its own per
+    // store, which keys share probe runs is not theirs to know.
+    using index = crdtsync::detail::memory_index<std::map<std::string, int>::iterator>;
+    const index a, b;
+    int differ = 0;
+    for (int i = 0; i < 16; ++i) differ += a.hash(numbered("k", i)) != b.hash(numbered("k", i)) ? 1 : 0;
+    CHECK(differ >= 15); // equal by chance with odds of about 2^-64 each
+    // The same index hashes a key the same way every time.
+    CHECK(a.hash("key") == a.hash("key"));
+    CHECK(a.hash("") != 0);
+}
+
 TEST_CASE("memory_store: the arena reuses what overwrites and erases free") {
     // Values on both sides of the arena's 512-byte limit, and empty ones.
     crdtsync::memory_store store;

@@ -34,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -122,14 +123,18 @@ inline constexpr std::uint64_t memory_pending = std::numeric_limits<std::uint64_
 template <class Iterator>
 class memory_index {
 public:
+    memory_index() : seed_(random_seed()) {}
+
     // A multiply-xorshift mix of the key's 8-byte words (the last one
     // overlapping): keys are short, and a call into a byte-wise hash costs
-    // more than the probe. Not keyed: the store holds the caller's keys.
-    [[nodiscard]] static std::size_t hash(std::string_view key) noexcept {
+    // more than the probe. Keyed with a random seed per store: replicas
+    // store keys their peers chose, and the probe runs must not be theirs to
+    // lengthen. (The index's layout is never observable: order is the map's.)
+    [[nodiscard]] std::size_t hash(std::string_view key) const noexcept {
         constexpr std::uint64_t k = 0x9E3779B97F4A7C15ull;
         const std::size_t n = key.size();
         const char* p = key.data();
-        std::uint64_t h = k ^ n;
+        std::uint64_t h = (k ^ n) + seed_;
         auto mix = [&h](std::uint64_t w) {
             h = (h ^ w) * k;
             h ^= h >> 29;
@@ -201,6 +206,10 @@ public:
     }
 
 private:
+    [[nodiscard]] static std::uint64_t random_seed() {
+        std::random_device rd;
+        return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    }
     [[nodiscard]] static std::uint64_t word(const char* p) noexcept {
         std::uint64_t w;
         std::memcpy(&w, p, sizeof w);
@@ -213,6 +222,7 @@ private:
     std::vector<slot> slots_;
     std::size_t mask_ = 0;
     std::size_t size_ = 0;
+    std::uint64_t seed_;
 };
 
 } // namespace detail
@@ -385,7 +395,7 @@ private:
     [[nodiscard]] iterator find(std::string_view key) const noexcept {
         const auto near = near_fingers(key);
         if (near.finger != no_finger) return near.found;
-        return index_.find(key, index_type::hash(key), missing());
+        return index_.find(key, index_.hash(key), missing());
     }
 
     // Lookup by the write transaction: the fingers follow its writes.
@@ -395,7 +405,7 @@ private:
             if (near.found != map_.end() && near.found != fingers_[near.finger].node) set_finger(near.finger, near.found);
             return near.found;
         }
-        const auto it = index_.find(key, index_type::hash(key), map_.end());
+        const auto it = index_.find(key, index_.hash(key), map_.end());
         if (it != map_.end()) move_finger(it);
         return it;
     }
@@ -409,7 +419,7 @@ private:
             if (near.found != fingers_[near.finger].node) set_finger(near.finger, near.found);
             return near.found;
         }
-        const std::size_t h = index_type::hash(key);
+        const std::size_t h = index_.hash(key);
         iterator hint = near.hint;
         if (near.finger == no_finger) {
             if (auto it = index_.find(key, h, map_.end()); it != map_.end()) {
