@@ -405,18 +405,13 @@ private:
         return {name.substr(0, dot), name.substr(dot + 1)};
     }
 
-    // Length first: names of one schema rarely share it (the merge looks a
-    // table up for every fact).
-    static bool same_name(std::string_view a, std::string_view b) noexcept {
-        return detail::same_bytes(a, b);
-    }
     [[nodiscard]] const table_state* lookup(std::string_view schema, std::string_view name) const noexcept {
         if (last_lookup_ < tables_.size()) {
             const auto& t = tables_[last_lookup_];
-            if (same_name(t.def.name(), name) && same_name(t.def.schema_name(), schema)) return &t;
+            if (detail::same_bytes(t.def.name(), name) && detail::same_bytes(t.def.schema_name(), schema)) return &t;
         }
         for (std::size_t i = 0; i < tables_.size(); ++i)
-            if (same_name(tables_[i].def.name(), name) && same_name(tables_[i].def.schema_name(), schema)) {
+            if (detail::same_bytes(tables_[i].def.name(), name) && detail::same_bytes(tables_[i].def.schema_name(), schema)) {
                 last_lookup_ = i;
                 return &tables_[i];
             }
@@ -1105,28 +1100,28 @@ private:
         std::size_t next_column = 0; // the column after the previous fact's (wrapping to the first)
     };
 
-    /// Why a fact is refused, as the rejection reports it: the names are
-    /// built only here (out of the validation loop's way). `column` names
-    /// an unknown column; `key_size` differing from `want` a key of the
-    /// wrong arity; an invalid_key with neither, a NULL key value.
-    [[noreturn, gnu::cold, gnu::noinline]] void reject_fact(errc code, std::string_view schema, std::string_view table,
-                                                             std::string_view column = {}, std::size_t key_size = 0,
-                                                             std::size_t want = 0) {
+    /// What makes validation refuse a fact.
+    enum class fact_problem { unknown_table, unknown_column, key_arity, null_key };
+
+    /// Refuses a fact, naming the problem as the rejection reports it: the
+    /// names are built only here, out of the validation loop's way.
+    /// `column` is the unknown column; `key_size` and `want` the arities.
+    [[noreturn, gnu::cold, gnu::noinline]] void reject_fact(fact_problem problem, std::string_view schema,
+                                                             std::string_view table, std::string_view column = {},
+                                                             std::size_t key_size = 0, std::size_t want = 0) {
         const std::string qualified = std::string(schema) + "." + std::string(table);
         failing_table_ = qualified;
-        std::string what;
-        if (code == errc::unknown_table) {
-            what = "unknown table " + qualified;
-        } else if (code == errc::unknown_column) {
+        switch (problem) {
+        case fact_problem::unknown_table: detail::raise(errc::unknown_table, "change for unknown table " + qualified);
+        case fact_problem::unknown_column:
             failing_column_ = std::string(column);
-            what = "unknown column \"" + std::string(column) + "\" of table " + qualified;
-        } else if (key_size != want) {
-            what = "table " + qualified + " has a key of " + std::to_string(key_size) +
-                   " value(s), the table's primary key has " + std::to_string(want);
-        } else {
-            what = "table " + qualified + " has a NULL key value";
+            detail::raise(errc::unknown_column, "change for unknown column \"" + failing_column_ + "\" of table " + qualified);
+        case fact_problem::key_arity:
+            detail::raise(errc::invalid_key, "change for table " + qualified + " has a key of " + std::to_string(key_size) +
+                                                 " value(s), the table's primary key has " + std::to_string(want));
+        case fact_problem::null_key: break;
         }
-        detail::raise(code, "change for " + what);
+        detail::raise(errc::invalid_key, "change for table " + qualified + " has a NULL key value");
     }
 
     void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where,
@@ -1147,7 +1142,7 @@ private:
                     }
                 where.live = live != nullptr;
                 if (live) where.table = static_cast<std::size_t>(live - tables_.data());
-                if (!def) reject_fact(errc::unknown_table, f.schema, f.table);
+                if (!def) reject_fact(fact_problem::unknown_table, f.schema, f.table);
                 memo = validation_memo{f.schema, f.table, def, where, 0};
             }
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
@@ -1157,14 +1152,14 @@ private:
                     col = memo.next_column;
                 else
                     col = def->find_column(f.column);
-                if (!col) reject_fact(errc::unknown_column, f.schema, f.table, f.column);
+                if (!col) reject_fact(fact_problem::unknown_column, f.schema, f.table, f.column);
                 where.column = *col;
                 memo.next_column = *col + 1 == cols.size() ? 0 : *col + 1;
             }
             const auto& kc = def->key_columns();
-            if (f.pk.size() != kc.size()) reject_fact(errc::invalid_key, f.schema, f.table, {}, f.pk.size(), kc.size());
+            if (f.pk.size() != kc.size()) reject_fact(fact_problem::key_arity, f.schema, f.table, {}, f.pk.size(), kc.size());
             for (const auto& v : f.pk)
-                if (v.is_null()) reject_fact(errc::invalid_key, f.schema, f.table);
+                if (v.is_null()) reject_fact(fact_problem::null_key, f.schema, f.table);
         };
         // Dispatched by hand: std::visit's table costs more than the test.
         if (const auto* cc = std::get_if<column_change>(&c)) check(*cc);

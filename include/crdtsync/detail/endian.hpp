@@ -24,6 +24,14 @@ template <class UInt>
     else return static_cast<UInt>(__builtin_bswap64(v));
 }
 
+// The UInt at `p` in native byte order (any alignment).
+template <class UInt>
+[[nodiscard]] inline UInt load_native(const void* p) noexcept {
+    UInt v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
 template <class UInt>
 inline void store_be(unsigned char* p, UInt v) noexcept {
     v = to_big_endian(v);
@@ -44,9 +52,7 @@ template <class UInt>
         for (std::size_t i = 0; i < sizeof(UInt); ++i) v = static_cast<UInt>((v << 8) | p[i]);
         return v;
     }
-    UInt v;
-    std::memcpy(&v, p, sizeof v);
-    return to_big_endian(v);
+    return to_big_endian(load_native<UInt>(p));
 }
 
 template <class UInt>
@@ -64,19 +70,14 @@ template <class UInt>
     if (n != b.size()) return false;
     const char* x = a.data();
     const char* y = b.data();
-    auto word = [](const char* p, auto w) {
-        decltype(w) v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    };
     if (n >= 8) {
         if (n > 16) return std::memcmp(x, y, n) == 0;
-        return word(x, std::uint64_t{}) == word(y, std::uint64_t{}) &&
-               word(x + n - 8, std::uint64_t{}) == word(y + n - 8, std::uint64_t{});
+        return load_native<std::uint64_t>(x) == load_native<std::uint64_t>(y) &&
+               load_native<std::uint64_t>(x + n - 8) == load_native<std::uint64_t>(y + n - 8);
     }
     if (n >= 4)
-        return word(x, std::uint32_t{}) == word(y, std::uint32_t{}) &&
-               word(x + n - 4, std::uint32_t{}) == word(y + n - 4, std::uint32_t{});
+        return load_native<std::uint32_t>(x) == load_native<std::uint32_t>(y) &&
+               load_native<std::uint32_t>(x + n - 4) == load_native<std::uint32_t>(y + n - 4);
     for (std::size_t i = 0; i < n; ++i)
         if (x[i] != y[i]) return false;
     return true;

@@ -140,8 +140,8 @@ public:
             h ^= h >> 29;
         };
         if (n >= 8) {
-            for (std::size_t i = 0; i + 8 < n; i += 8) mix(word(p + i));
-            mix(word(p + n - 8));
+            for (std::size_t i = 0; i + 8 < n; i += 8) mix(load_native<std::uint64_t>(p + i));
+            mix(load_native<std::uint64_t>(p + n - 8));
         } else {
             std::uint64_t w = 0;
             for (std::size_t i = 0; i < n; ++i) w = (w << 8) | static_cast<unsigned char>(p[i]);
@@ -209,11 +209,6 @@ private:
     [[nodiscard]] static std::uint64_t random_seed() {
         std::random_device rd;
         return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    }
-    [[nodiscard]] static std::uint64_t word(const char* p) noexcept {
-        std::uint64_t w;
-        std::memcpy(&w, p, sizeof w);
-        return w;
     }
     struct slot {
         std::size_t hash = 0;

@@ -29,14 +29,17 @@ namespace detail {
 
 class memory_arena {
 public:
-    static constexpr std::size_t granule = 16;     // size-class step, and the alignment of every block
+    static constexpr std::size_t granule = 16;     // size-class step
     static constexpr std::size_t small_limit = 512; // larger blocks come from operator new
+    // Blocks sit at multiples of the granule in chunks from operator new[].
+    static constexpr std::size_t alignment =
+        granule < __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? granule : __STDCPP_DEFAULT_NEW_ALIGNMENT__;
 
     memory_arena() = default;
     memory_arena(const memory_arena&) = delete;
     memory_arena& operator=(const memory_arena&) = delete;
 
-    /// A block of `size` bytes (1 or more), aligned to 16 bytes.
+    /// A block of `size` bytes (1 or more), aligned to `alignment`.
     [[nodiscard]] void* allocate(std::size_t size) {
         if (size > small_limit) return ::operator new(size);
         const std::size_t c = class_of(size);
@@ -106,7 +109,7 @@ public:
     memory_arena_allocator(const memory_arena_allocator<U>& o) noexcept : arena_(o.arena()) {}
 
     [[nodiscard]] T* allocate(std::size_t n) {
-        static_assert(alignof(T) <= memory_arena::granule);
+        static_assert(alignof(T) <= memory_arena::alignment);
         if (n > max_size()) throw std::bad_array_new_length();
         return static_cast<T*>(arena_->allocate(n * sizeof(T)));
     }
