@@ -18,6 +18,9 @@
 #include <crdtsync/replica_options.hpp>
 #include <crdtsync/replica.hpp>
 #include <crdtsync/table.hpp>
+#include <crdtsync/snapshot_chunk.hpp>
+#include <crdtsync/snapshot_writer.hpp>
+#include <crdtsync/snapshot_loader.hpp>
 #if __has_include(<crdtsync/wire/json.hpp>)
 #include <crdtsync/wire/json.hpp>
 #endif

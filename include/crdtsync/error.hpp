@@ -35,6 +35,7 @@ enum class errc : int {
     decode = 16,            ///< wire input malformed (JSON path in the message)
     limit_exceeded = 17,    ///< wire input exceeds a configured size or depth bound
     snapshot_required = 18, ///< delta sync impossible, the peer must take a snapshot
+    snapshot = 19,          ///< a snapshot stream is out of order, inconsistent, or not this replica's to resume
 };
 
 /// Short, stable name of a code (`"clock_drift"`), for logs and wire errors.
@@ -58,6 +59,7 @@ enum class errc : int {
     case errc::decode: return "decode";
     case errc::limit_exceeded: return "limit_exceeded";
     case errc::snapshot_required: return "snapshot_required";
+    case errc::snapshot: return "snapshot";
     }
     return "unknown";
 }
@@ -98,6 +100,11 @@ class schema_error : public error { using error::error; };
 class constraint_error : public error { using error::error; };
 /// A delta cannot be served; the peer must bootstrap from a snapshot.
 class sync_error : public error { using error::error; };
+/// A snapshot stream that cannot be loaded as it stands (chunks out of order,
+/// counts that disagree, another snapshot's chunks), or a checkpoint that
+/// does not name a snapshot of this replica. Nothing of the refused chunk is
+/// written; what was loaded before it stays (every fact is a real fact).
+class snapshot_error : public error { using error::error; };
 /// A caller passed an argument outside the documented contract.
 class usage_error : public error { using error::error; };
 
@@ -123,6 +130,7 @@ namespace detail {
     case errc::schema: throw schema_error(code, message);
     case errc::constraint: throw constraint_error(code, message);
     case errc::snapshot_required: throw sync_error(code, message);
+    case errc::snapshot: throw snapshot_error(code, message);
     case errc::invalid_argument: throw usage_error(code, message);
     }
     throw error(code, message);

@@ -42,6 +42,8 @@ CRDTSYNC_BEGIN_NAMESPACE
 
 template <class T> struct key_spec;
 template <class Replica, class T> class typed_table;
+template <class Replica> class snapshot_writer;
+template <class Replica> class snapshot_loader;
 
 /// What a peer has exchanged with this replica, in each side's own local
 /// sequence. Persisted; updated only by explicit calls.
@@ -161,12 +163,7 @@ public:
     /// write transaction, together with the clock; a store failure aborts all
     /// of it and throws.
     apply_result apply(std::span<const change_set> sets) {
-        apply_result result;
-        run_write([&](write_txn& w, pending& ev) {
-            result = apply_result{};
-            for (const auto& cs : sets) apply_one(w, cs, result, ev);
-        });
-        return result;
+        return apply_with(sets, [](write_txn&, const apply_result&) {});
     }
     apply_result apply(const std::vector<change_set>& sets) { return apply(std::span<const change_set>(sets)); }
     apply_result apply(const change_set& cs) { return apply(std::span<const change_set>(&cs, 1)); }
@@ -360,6 +357,28 @@ public:
     }
 
 private:
+    template <class R> friend class snapshot_writer;
+    template <class R> friend class snapshot_loader;
+
+    /// `apply`, plus `extra(w, result)` in the same write transaction after
+    /// the change sets (a snapshot load records its progress there).
+    template <class Extra>
+    apply_result apply_with(std::span<const change_set> sets, Extra&& extra) {
+        apply_result result;
+        run_write([&](write_txn& w, pending& ev) {
+            result = apply_result{};
+            for (const auto& cs : sets) apply_one(w, cs, result, ev);
+            extra(w, result);
+        });
+        return result;
+    }
+
+    /// While a snapshot loads into a replica that held data before, the
+    /// parts of the stored state the snapshot names are re-stamped with a new
+    /// seq when their seq is at or below this horizon, so that the load's end
+    /// can tell what the snapshot lacks (docs/snapshots.md). 0: off.
+    std::uint64_t restamp_upto_ = 0;
+
     // ================================================================ state
 
     struct table_state {
@@ -806,6 +825,15 @@ private:
 
     // ================================================================ fact writers
 
+    /// Gives a part that carries `seq` a new seq at the next flush, when
+    /// `restamp_upto_` covers it.
+    [[gnu::cold]] void restamp(row_image& img, std::uint64_t& seq) {
+        if (seq == 0 || seq > restamp_upto_) return;
+        img.release(seq);
+        seq = 0;
+        img.dirty = true;
+    }
+
     // Two writes conflict when different sites wrote different values and the
     // later writer had not overwritten a version at least as new as the other
     // write (its prior). Without a prior (Quereus sends none) any different
@@ -830,6 +858,7 @@ private:
         auto* cell = img.cell(column);
         if (cell) {
             if (h <= cell->version) {
+                if (restamp_upto_ != 0) restamp(img, cell->seq); // the snapshot names this cell: keep it
                 if (h == cell->version || local) return outcome::skipped;
                 // Our value overwrote exactly the incoming one: no conflict.
                 if (cell->prior_version && *cell->prior_version >= h) return outcome::skipped;
@@ -869,7 +898,10 @@ private:
     /// greatest delete HLC) and drops the cells it hides.
     outcome put_tomb(write_txn& w, row_image& img, std::string_view original_pk, const hlc& h) {
         auto& rec = img.rec;
-        if (rec.tomb && h <= rec.tomb->version) return outcome::skipped;
+        if (rec.tomb && h <= rec.tomb->version) {
+            if (restamp_upto_ != 0) restamp(img, rec.tomb->seq); // the snapshot names this delete: keep it
+            return outcome::skipped;
+        }
         if (rec.tomb) {
             img.release(rec.tomb->seq);
             (void)w.erase(detail::layout::tomb_index_key(rec.tomb->created_ms, img.key));

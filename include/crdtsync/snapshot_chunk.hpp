@@ -41,6 +41,10 @@ struct snapshot_header {
     std::uint64_t table_count = 0;                        ///< wire `tableCount`
     std::uint64_t migration_count = 0;                    ///< wire `migrationCount`
     std::string snapshot_id;                              ///< wire `snapshotId` (a UUID text)
+    /// wire `position`, a crdtsync addition (Quereus readers ignore it): the
+    /// sender's local sequence the snapshot was taken at. A receiver that
+    /// completes the snapshot continues with delta sync from there.
+    std::optional<std::uint64_t> position;
     friend bool operator==(const snapshot_header&, const snapshot_header&) = default;
 };
 
@@ -57,6 +61,10 @@ struct snapshot_table_start {
     std::string schema = "main";
     std::string table;
     std::uint64_t estimated_entries = 0; ///< wire `estimatedEntries` (a hint; Quereus sends 0)
+    /// wire `firstEntry`, a crdtsync addition written only when not 0: a
+    /// resumed stream continues this table at its entry `first_entry`
+    /// (the entries before it were received before the interruption).
+    std::uint64_t first_entry = 0;
     friend bool operator==(const snapshot_table_start&, const snapshot_table_start&) = default;
 };
 
@@ -126,6 +134,16 @@ using snapshot_chunk = std::variant<snapshot_header, snapshot_schema_migration, 
     return std::visit([](const auto& x) { return std::decay_t<decltype(x)>::wire_type; }, c);
 }
 
+/// The last column-version entry a receiver loaded (a crdtsync addition to
+/// the checkpoint): the sender resumes right after it, in its key order, so
+/// a resume is exact even when the sender changed since.
+struct snapshot_last_entry {
+    std::string table; ///< wire `table`: `"schema.table"`
+    row_key pk;        ///< wire `pk`
+    std::string column; ///< wire `column`
+    friend bool operator==(const snapshot_last_entry&, const snapshot_last_entry&) = default;
+};
+
 /// Where an interrupted snapshot transfer stopped, so it can resume
 /// (wire message `resume_snapshot{checkpoint}`). The receiver keeps it; the
 /// sender must check it names a snapshot it can still serve.
@@ -138,6 +156,12 @@ struct snapshot_checkpoint {
     std::vector<std::string> completed_tables; ///< wire `completedTables`: `"schema.table"` names
     std::uint64_t entries_processed = 0;      ///< wire `entriesProcessed`
     std::uint64_t created_at = 0;             ///< wire `createdAt`: ms since the epoch
+    /// wire `position`, a crdtsync addition: the header's `position`, which
+    /// tells the sender whether it changed since the snapshot began.
+    std::optional<std::uint64_t> position;
+    /// wire `lastEntry`, a crdtsync addition: the last entry loaded of the
+    /// table in progress (absent between tables).
+    std::optional<snapshot_last_entry> last_entry;
     friend bool operator==(const snapshot_checkpoint&, const snapshot_checkpoint&) = default;
 };
 

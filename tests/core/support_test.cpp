@@ -34,7 +34,7 @@ TEST_CASE("version: the header agrees with the build") {
 
 TEST_CASE("error: every code has a distinct stable name") {
     std::set<std::string_view> names;
-    for (int c = 1; c <= 18; ++c) {
+    for (int c = 1; c <= 19; ++c) {
         CAPTURE(c);
         const auto name = crdtsync::to_string(static_cast<errc>(c));
         CHECK(name != "unknown");
@@ -47,6 +47,8 @@ TEST_CASE("error: every code has a distinct stable name") {
     CHECK(crdtsync::to_string(errc::snapshot_required) == "snapshot_required");
     CHECK(static_cast<int>(errc::invalid_hlc) == 3);
     CHECK(static_cast<int>(errc::snapshot_required) == 18);
+    CHECK(static_cast<int>(errc::snapshot) == 19);
+    CHECK(crdtsync::to_string(errc::snapshot) == "snapshot");
     CHECK(crdtsync::to_string(static_cast<errc>(0)) == "unknown");
     CHECK(crdtsync::to_string(static_cast<errc>(999)) == "unknown");
 }
@@ -85,10 +87,11 @@ TEST_CASE("error: raise picks the exception type from the code") {
         CHECK(raises_as<crdtsync::schema_error>(c));
     CHECK(raises_as<crdtsync::constraint_error>(errc::constraint));
     CHECK(raises_as<crdtsync::sync_error>(errc::snapshot_required));
+    CHECK(raises_as<crdtsync::snapshot_error>(errc::snapshot));
     CHECK(raises_as<crdtsync::usage_error>(errc::invalid_argument));
     CHECK_FALSE(raises_as<crdtsync::parse_error>(errc::invalid_argument));
     // Every error is a crdtsync::error and a std::runtime_error.
-    for (int c = 1; c <= 18; ++c) {
+    for (int c = 1; c <= 19; ++c) {
         CAPTURE(c);
         CHECK(raises_as<crdtsync::error>(static_cast<errc>(c)));
         CHECK_THROWS_AS(detail::raise(static_cast<errc>(c), "x"), std::runtime_error);

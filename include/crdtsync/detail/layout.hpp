@@ -48,7 +48,13 @@ inline constexpr char log = 'l';
 inline constexpr char peer = 'p';
 inline constexpr char tomb_index = 'x';
 
-inline std::string meta_key(std::string_view name) { return std::string(1, meta) + std::string(name); }
+// Appends rather than using operator+, which trips g++ 12's spurious
+// -Wrestrict (GCC bug 105329).
+inline std::string meta_key(std::string_view name) {
+    std::string k(1, meta);
+    k.append(name);
+    return k;
+}
 
 inline std::string table_prefix(char space, std::uint32_t table_id) {
     std::string k(1, space);

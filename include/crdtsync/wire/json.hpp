@@ -2131,6 +2131,7 @@ void read_typed(reader& r, const path& p, std::string_view what, F&& on_member) 
     }
 
 inline void read(reader& r, const path& p, snapshot_header& out) {
+    out.position.reset();
     bool site = false, version = false, format = false, tables = false, migrations = false, id = false;
     read_typed<snapshot_header>(r, p, "a snapshot header chunk", [&](std::string_view key, const path& kp) {
         CRDTSYNC_WIRE_MEMBER("siteId", site, read(r, kp, out.origin))
@@ -2140,6 +2141,11 @@ inline void read(reader& r, const path& p, snapshot_header& out) {
         CRDTSYNC_WIRE_MEMBER("tableCount", tables, out.table_count = r.unsigned_integer(kp, UINT64_MAX))
         CRDTSYNC_WIRE_MEMBER("migrationCount", migrations, out.migration_count = r.unsigned_integer(kp, UINT64_MAX))
         CRDTSYNC_WIRE_MEMBER("snapshotId", id, out.snapshot_id = r.string(kp))
+        if (key_is(key, "position")) { // crdtsync's addition
+            if (r.try_null(kp)) out.position.reset();
+            else out.position = r.unsigned_integer(kp, UINT64_MAX);
+            return true;
+        }
         return false;
     });
     require(site, p, "siteId");
@@ -2161,11 +2167,16 @@ inline void read(reader& r, const path& p, snapshot_schema_migration& out) {
 }
 
 inline void read(reader& r, const path& p, snapshot_table_start& out) {
+    out.first_entry = 0;
     bool schema = false, table = false, estimated = false;
     read_typed<snapshot_table_start>(r, p, "a snapshot table-start chunk", [&](std::string_view key, const path& kp) {
         CRDTSYNC_WIRE_MEMBER("schema", schema, out.schema = r.string(kp))
         CRDTSYNC_WIRE_MEMBER("table", table, out.table = r.string(kp))
         CRDTSYNC_WIRE_MEMBER("estimatedEntries", estimated, out.estimated_entries = r.unsigned_integer(kp, UINT64_MAX))
+        if (key_is(key, "firstEntry")) { // crdtsync's addition
+            out.first_entry = r.unsigned_integer(kp, UINT64_MAX);
+            return true;
+        }
         return false;
     });
     require(schema, p, "schema");
@@ -2284,7 +2295,25 @@ inline void read(reader& r, const path& p, snapshot_footer& out) {
 
 inline void read(reader& r, const path& p, snapshot_chunk& out) { read_variant(r, p, out, "a snapshot chunk object"); }
 
+inline void read(reader& r, const path& p, snapshot_last_entry& out) {
+    bool table = false, pk = false, column = false;
+    r.object(p, "a last entry object", [&](std::string_view key, const path& kp) {
+        const auto member = [&]() -> bool {
+            CRDTSYNC_WIRE_MEMBER("table", table, out.table = r.string(kp))
+            CRDTSYNC_WIRE_MEMBER("pk", pk, read(r, kp, out.pk))
+            CRDTSYNC_WIRE_MEMBER("column", column, out.column = r.string(kp))
+            return false;
+        };
+        if (!member()) r.skip(kp);
+    });
+    require(table, p, "table");
+    require(pk, p, "pk");
+    require(column, p, "column");
+}
+
 inline void read(reader& r, const path& p, snapshot_checkpoint& out) {
+    out.position.reset();
+    out.last_entry.reset();
     bool id = false, site = false, version = false, table_index = false, entry_index = false, completed = false,
          processed = false, created = false;
     r.object(p, "a snapshot checkpoint object", [&](std::string_view key, const path& kp) {
@@ -2297,6 +2326,16 @@ inline void read(reader& r, const path& p, snapshot_checkpoint& out) {
             CRDTSYNC_WIRE_MEMBER("completedTables", completed, read(r, kp, out.completed_tables))
             CRDTSYNC_WIRE_MEMBER("entriesProcessed", processed, out.entries_processed = r.unsigned_integer(kp, UINT64_MAX))
             CRDTSYNC_WIRE_MEMBER("createdAt", created, out.created_at = r.unsigned_integer(kp, UINT64_MAX))
+            if (key_is(key, "position")) { // crdtsync's addition
+                if (r.try_null(kp)) out.position.reset();
+                else out.position = r.unsigned_integer(kp, UINT64_MAX);
+                return true;
+            }
+            if (key_is(key, "lastEntry")) { // crdtsync's addition
+                if (r.try_null(kp)) out.last_entry.reset();
+                else read(r, kp, out.last_entry.emplace());
+                return true;
+            }
             return false;
         };
         if (!member()) r.skip(kp);
@@ -2772,6 +2811,10 @@ void write(Sink& s, const snapshot_header& h) {
     s.uinteger(h.migration_count);
     s.field("snapshotId");
     s.string(h.snapshot_id);
+    if (h.position) {
+        s.field("position");
+        s.uinteger(*h.position);
+    }
     s.end_object();
 }
 
@@ -2789,6 +2832,10 @@ void write(Sink& s, const snapshot_table_start& t) {
     write_table_name(s, t.schema, t.table);
     s.field("estimatedEntries");
     s.uinteger(t.estimated_entries);
+    if (t.first_entry != 0) {
+        s.field("firstEntry");
+        s.uinteger(t.first_entry);
+    }
     s.end_object();
 }
 
@@ -2887,6 +2934,21 @@ void write(Sink& s, const snapshot_checkpoint& k) {
     s.uinteger(k.entries_processed);
     s.field("createdAt");
     s.uinteger(k.created_at);
+    if (k.position) {
+        s.field("position");
+        s.uinteger(*k.position);
+    }
+    if (k.last_entry) {
+        s.field("lastEntry");
+        s.begin_object();
+        s.field("table");
+        s.string(k.last_entry->table);
+        s.field("pk");
+        write(s, k.last_entry->pk);
+        s.field("column");
+        s.string(k.last_entry->column);
+        s.end_object();
+    }
     s.end_object();
 }
 
