@@ -31,6 +31,8 @@
 #include <crdtsync/backends/memory.hpp>
 #include <crdtsync/hlc_clock.hpp>
 #include <crdtsync/replica.hpp>
+#include <crdtsync/snapshot_loader.hpp>
+#include <crdtsync/snapshot_writer.hpp>
 #include <crdtsync/wire/json.hpp>
 
 #if CRDTSYNC_BENCH_LMDB
@@ -79,7 +81,7 @@ void usage(std::FILE* out) {
                  "  --batch N         counted changes per apply() call / write transaction (default 10000)\n"
                  "  --map-mib N       LMDB map size, MiB, for the stores and the raw bound (default 2048)\n"
                  "  --stores LIST     memory,lmdb,lmdb-nosync (default all)\n"
-                 "  --only LIST       merge,wire,bound,local,extract,hlc,codec,scaling,rss (default all)\n"
+                 "  --only LIST       merge,wire,bound,local,extract,snapshot,hlc,codec,scaling,rss (default all)\n"
                  "  --json FILE       also write the results as JSON\n"
                  "  --markdown FILE   also write the results as Markdown tables\n"
                  "  --dir DIR         scratch directory for the LMDB files (default: a fresh one in $TMPDIR)\n"
@@ -462,6 +464,82 @@ struct suite {
         }
     }
 
+    /// Snapshot out (every chunk of A's state, 1000 entries a chunk) and in
+    /// (loading those chunks into a fresh B), in column-version entries per
+    /// second. The chunks are kept between the two, so each side is timed
+    /// alone; the first load is checked against A's dump.
+    void snapshots(const prepared& p) {
+        if (!wanted(opt, "snapshot")) return;
+        for (auto k : stores()) {
+            std::fprintf(stderr, "snapshot out and in: %s\n", store_label(k));
+            std::vector<double> out_s, in_s, bound_s, ratio;
+            std::size_t entries = 0, chunk_count = 0;
+            with_fresh_store(k, opt.dir / "snapshot-a.mdb", map_bytes(), [&](auto& sa) {
+                std::int64_t offset = 0;
+                bench_replica<std::decay_t<decltype(sa)>> a(sa, replica_opts(site_a()), offset_clock{&offset});
+                a.create_table(bench_table());
+                write_rows(a, 0, p.w.rows, writer::a);
+                const auto want = a.dump();
+                for (int run = 0; run < opt.runs; ++run) {
+                    std::vector<crdtsync::snapshot_chunk> chunks;
+                    entries = 0;
+                    auto start = clock_type::now();
+                    {
+                        crdtsync::snapshot_writer out{a};
+                        while (auto c = out.next()) {
+                            if (const auto* cv = std::get_if<crdtsync::snapshot_column_versions>(&*c)) entries += cv->entries.size();
+                            chunks.push_back(std::move(*c));
+                        }
+                    }
+                    out_s.push_back(static_cast<double>(entries) / seconds_since(start));
+                    chunk_count = chunks.size();
+                    double bound = 0;
+#if CRDTSYNC_BENCH_LMDB
+                    if (is_lmdb(k)) { // the same keys in the same transactions, as plain LMDB writes
+                        std::vector<std::size_t> sizes;
+                        for (const auto& c : chunks)
+                            if (const auto* cv = std::get_if<crdtsync::snapshot_column_versions>(&c)) sizes.push_back(cv->entries.size());
+                        const auto file = opt.dir / "snapshot-bound.mdb";
+                        settle_heap();
+                        remove_lmdb_files(file);
+                        {
+                            raw_lmdb_env env(file, map_bytes(), k == store_kind::lmdb_durable);
+                            const auto o = raw_lmdb_merge(env, sizes);
+                            check(o.written == entries, "raw LMDB bound wrote " + std::to_string(o.written) + " keys");
+                            bound = o.seconds;
+                        }
+                        remove_lmdb_files(file);
+                        bound_s.push_back(static_cast<double>(entries) / bound);
+                    }
+#endif
+                    check(entries == p.w.rows * (counted_columns + 1),
+                          "snapshot gave " + std::to_string(entries) + " entries, expected " + std::to_string(p.w.rows * (counted_columns + 1)));
+                    with_fresh_store(k, opt.dir / "snapshot-b.mdb", map_bytes(), [&](auto& sb) {
+                        bench_replica<std::decay_t<decltype(sb)>> b(sb, replica_opts(site_b()), offset_clock{&offset});
+                        start = clock_type::now();
+                        crdtsync::snapshot_loader in{b};
+                        for (const auto& c : chunks) in.push(c);
+                        const double secs = seconds_since(start);
+                        in_s.push_back(static_cast<double>(entries) / secs);
+                        if (bound > 0) ratio.push_back(bound / secs);
+                        check(in.done() && in.result().rejected.empty(), "the snapshot did not load whole");
+                        if (run == 0) check(b.dump() == want, "the loaded replica differs from the snapshot's sender");
+                    });
+                }
+            });
+            const nlohmann::json extra{{"entries", entries}, {"rows", p.w.rows}, {"chunks", chunk_count}, {"entries_per_chunk", 1000}};
+            add({"snapshot", std::string("out, ") + store_label(k), "entries/s", summary::of(out_s), extra,
+                 "snapshot_writer: every chunk of the replica"});
+            add({"snapshot", std::string("in, ") + store_label(k), "entries/s", summary::of(in_s), extra,
+                 "snapshot_loader into a fresh replica, one transaction a chunk"});
+            if (!bound_s.empty()) {
+                add({"bound", std::string("raw LMDB read-then-write, snapshot in, ") + (k == store_kind::lmdb_durable ? "durable" : "no-sync"),
+                     "puts/s", summary::of(bound_s), extra, "one 16 B key, 100 B value per entry, one transaction per chunk"});
+                add({"snapshot/bound", std::string("in, ") + store_label(k), "x", summary::of(ratio), extra, "per-run ratio, same run"});
+            }
+        }
+    }
+
     void hlc_ticks() {
         if (!wanted(opt, "hlc")) return;
         std::fprintf(stderr, "hlc\n");
@@ -701,7 +779,6 @@ struct suite {
         nlohmann::json ts = nlohmann::json::array();
         for (const auto& t : targets) ts.push_back(to_json(t));
         doc["targets"] = ts;
-        doc["snapshot"] = "not measured: snapshot out/in is not implemented in the library yet";
         return doc;
     }
 };
@@ -793,6 +870,7 @@ int main(int argc, char** argv) {
 
         s.merges(*standard);
         s.local_writes(*standard);
+        s.snapshots(*standard);
         s.hlc_ticks();
         if (need_wire) s.codec(*standard);
         s.scaling(standard);
@@ -808,7 +886,7 @@ int main(int argc, char** argv) {
                     machine.value("kernel", std::string("?")).c_str(), machine["data_dir_filesystem"].get<std::string>().c_str());
         std::printf("load average at start: %s, at end: %s\n\n", s.load_at_start.c_str(), load_average().c_str());
         print_table(stdout, s.results);
-        std::printf("\nsnapshot out/in: not measured, not implemented in the library yet\n\n");
+        std::printf("\n");
         print_targets(stdout, s.targets);
         if (!opt.markdown_path.empty()) {
             std::FILE* md = std::fopen(opt.markdown_path.c_str(), "w");
