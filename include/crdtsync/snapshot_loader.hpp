@@ -227,12 +227,17 @@ private:
         if (tables_started_) fail("schema migration " + c.migration.version.to_text() + " came after table data");
         if (++migrations_ > header_->migration_count)
             fail("more schema migrations than the header's " + std::to_string(header_->migration_count));
+        // HLC order is causal order: a table's creation comes before its changes.
+        if (last_migration_ && !(*last_migration_ < c.migration.version))
+            fail("schema migration " + c.migration.version.to_text() + " came after " + last_migration_->to_text() +
+                 ": migrations travel in HLC order");
         change_set cs;
         cs.origin = header_->origin;
         cs.version = c.migration.version;
         cs.migrations.push_back(c.migration);
         merge(std::span<const change_set>(&cs, 1), *state_,
               "schema migration " + std::string(to_string(c.migration.type)) + " of " + name_of(c.migration.schema, c.migration.table));
+        last_migration_ = c.migration.version;
     }
 
     void check_migrations_done() const {
@@ -430,6 +435,7 @@ private:
     bool tables_started_ = false;
     bool tombstones_ = false;
     std::uint64_t migrations_ = 0;              // in this stream
+    std::optional<hlc> last_migration_;         // the previous migration's HLC in this stream
     bool done_ = false;
     apply_result result_;
     std::uint64_t removed_ = 0;

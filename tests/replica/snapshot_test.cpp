@@ -115,7 +115,15 @@ TEST_CASE_TEMPLATE("snapshot: a fresh replica loads it byte-identical, then delt
         CHECK(out.header().position == a->position());
         crdtsync::snapshot_loader in{*b};
         CHECK_FALSE(in.checkpoint());
+        std::size_t events = 0, facts = 0;
+        b->on_remote_change([&](const crdtsync::remote_change& rc) {
+            ++events;
+            facts += rc.applied.size() + rc.migrations.size();
+            CHECK(rc.origin == a->site_id());
+        });
         const auto chunks = pump(out, in);
+        CHECK(events > 10); // one a chunk that changed something
+        CHECK(facts == in.result().applied);
         CHECK(out.done());
         CHECK(in.done());
         CHECK(chunks > 20); // several chunks per table, so chunking is exercised
@@ -359,6 +367,7 @@ TEST_CASE_TEMPLATE("snapshot: a bad stream is refused with snapshot_error and no
          "of this replica itself"},
         {"a second header", 1, [&](auto) { return good[0]; }, "second header", true},
         {"a migration missing", first_start, [&](auto c) { return c; }, "announces"},
+        {"migrations out of HLC order", 2, [&](auto) { return good[1]; }, "migrations travel in HLC order"},
         {"entries of another table", first_cells,
          [](snapshot_chunk c) {
              std::get<snapshot_column_versions>(c).table = "notes";
