@@ -17,6 +17,10 @@
 #include <string>
 #include <vector>
 
+#include <csignal>
+#include <sys/wait.h>
+#include <unistd.h>
+
 using namespace replica_tests;
 using crdtsync::errc;
 
@@ -321,6 +325,78 @@ TEST_CASE("snapshot: a load interrupted by closing the LMDB file resumes after r
     REQUIRE(in.done());
     CHECK(b.dump() == a->dump());
 }
+#endif
+
+#if defined(CRDTSYNC_TEST_LMDB)
+TEST_CASE("snapshot: a loading process killed with SIGKILL resumes to the sender's state") {
+    // A child process loads a snapshot into an LMDB file and reports each
+    // chunk it loaded; the parent kills it with SIGKILL after a random
+    // number of chunks and a random delay (so sometimes in the middle of a
+    // chunk's transaction), reopens the file and resumes from the
+    // checkpoint the store kept.
+    sim_time t;
+    memory_env menv;
+    auto a = populated(menv, delete_policy::insert_revives, t, 29, 150);
+    const auto chunks = all_chunks(*a, 8); // made before the fork: the child only loads
+    lmdb_env env;
+    std::mt19937_64 rng{29};
+    int killed = 0, resumed = 0;
+    for (int trial = 0; trial < 12; ++trial) {
+        CAPTURE(trial);
+        const std::string name = "killed-" + std::to_string(trial) + ".mdb";
+        int fds[2];
+        REQUIRE(::pipe(fds) == 0);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            ::close(fds[0]);
+            try {
+                auto store = env.open(name);
+                replica_t<crdtsync::lmdb_store> b{*store, options_for(delete_policy::insert_revives, 0x0b), fake_clock{&t.now}};
+                crdtsync::snapshot_loader in{b};
+                for (const auto& c : chunks) {
+                    in.push(c);
+                    const char loaded = 1;
+                    if (::write(fds[1], &loaded, 1) != 1) ::_exit(3);
+                }
+            } catch (...) {
+                ::_exit(2);
+            }
+            ::_exit(0);
+        }
+        ::close(fds[1]);
+        const auto stop = static_cast<std::size_t>(rng() % chunks.size());
+        std::size_t got = 0;
+        char c = 0;
+        while (got < stop && ::read(fds[0], &c, 1) == 1) ++got;
+        ::usleep(static_cast<useconds_t>(rng() % 400));
+        ::kill(child, SIGKILL);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        ::close(fds[0]);
+        REQUIRE((WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0)));
+        if (WIFSIGNALED(status)) ++killed;
+
+        auto store = env.open(name);
+        replica_t<crdtsync::lmdb_store> b{*store, options_for(delete_policy::insert_revives, 0x0b), fake_clock{&t.now}};
+        crdtsync::snapshot_loader in{b};
+        if (const auto k = in.checkpoint()) {
+            ++resumed;
+            crdtsync::snapshot_writer rest{*a, *k, 8};
+            pump(rest, in);
+            CHECK(in.done());
+        } else if (b.dump() != a->dump()) { // killed before the header's transaction committed
+            crdtsync::snapshot_writer out{*a, 8};
+            pump(out, in);
+            CHECK(in.done());
+        }
+        CHECK(b.dump() == a->dump());
+        CHECK(b.peer(a->site_id()).received_up_to == a->position());
+    }
+    CHECK(killed >= 8);
+    CHECK(resumed >= 6);
+}
+
 #endif
 
 TEST_CASE_TEMPLATE("snapshot: a bad stream is refused with snapshot_error and nothing of the bad chunk is written", Env,
