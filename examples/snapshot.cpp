@@ -25,7 +25,7 @@ int main() {
     auto send = [](const crdtsync::snapshot_chunk& c) { return crdtsync::wire::encode_snapshot_chunk(c); };
     auto receive = [](const std::string& text) { return crdtsync::wire::decode_snapshot_chunk(text); };
     {
-        crdtsync::snapshot_writer out{server};
+        crdtsync::snapshot_writer out{server, fresh.site_id()};
         crdtsync::snapshot_loader in{fresh};
         for (int i = 0; i < 4; ++i) in.push(receive(send(*out.next()))); // ... and the connection drops
     }

@@ -163,7 +163,7 @@ public:
     /// write transaction, together with the clock; a store failure aborts all
     /// of it and throws.
     apply_result apply(std::span<const change_set> sets) {
-        return apply_with(sets, [](write_txn&, const apply_result&) {});
+        return apply_with(sets, [](write_txn&, const apply_result&) {}, nullptr);
     }
     apply_result apply(const std::vector<change_set>& sets) { return apply(std::span<const change_set>(sets)); }
     apply_result apply(const change_set& cs) { return apply(std::span<const change_set>(&cs, 1)); }
@@ -178,7 +178,7 @@ public:
                                       std::size_t limit = 1000) const {
         delta d;
         d.next_position = position;
-        if (position > 0 && position < gc_seq_) {
+        if (position > 0 && position < gc_seq_ && !gc_exempt(peer, position)) {
             d.snapshot_required = true;
             return d;
         }
@@ -295,7 +295,9 @@ public:
         });
         return removed;
     }
-    /// The lowest position a peer may hold and still receive a delta.
+    /// The lowest position a peer may hold and still receive a delta (the
+    /// sender of the last snapshot loaded may hold a lower one, when only the
+    /// load raised it: it lacks nothing the load removed).
     [[nodiscard]] std::uint64_t gc_horizon() const noexcept { return gc_seq_; }
 
     // ---------------------------------------------------------------- events
@@ -360,12 +362,33 @@ private:
     template <class R> friend class snapshot_writer;
     template <class R> friend class snapshot_loader;
 
+    /// Which stored parts (cells, tombstones) a snapshot load must confirm:
+    /// those held before the load that the sender is known to have seen. The
+    /// load re-stamps the ones its snapshot names, and removes the others at
+    /// its end (docs/snapshots.md).
+    struct sweep_rule {
+        std::uint64_t held_upto = 0;  // held before the load: seq at or below this
+        std::uint64_t seen_upto = 0;  // the sender had applied this replica's log up to here,
+        crdtsync::site_id origin;     // or the sender itself wrote the part,
+        hlc before;                   // at or before its snapshot
+        [[nodiscard]] bool covers(std::uint64_t seq, const hlc& v) const noexcept {
+            return seq != 0 && seq <= held_upto && (seq <= seen_upto || (v.site == origin && !(before < v)));
+        }
+    };
+
     /// `apply`, plus `extra(w, result)` in the same write transaction after
-    /// the change sets (a snapshot load records its progress there).
+    /// the change sets (a snapshot load records its progress there), with
+    /// `rule` in force for the merge (not for the listeners).
     template <class Extra>
-    apply_result apply_with(std::span<const change_set> sets, Extra&& extra) {
+    apply_result apply_with(std::span<const change_set> sets, Extra&& extra, const sweep_rule* rule) {
         apply_result result;
+        struct clear {
+            replica& r;
+            ~clear() { r.sweep_ = nullptr; }
+        };
         run_write([&](write_txn& w, pending& ev) {
+            const clear guard{*this};
+            sweep_ = rule;
             result = apply_result{};
             for (const auto& cs : sets) apply_one(w, cs, result, ev);
             extra(w, result);
@@ -373,11 +396,22 @@ private:
         return result;
     }
 
-    /// While a snapshot loads into a replica that held data before, the
-    /// parts of the stored state the snapshot names are re-stamped with a new
-    /// seq when their seq is at or below this horizon, so that the load's end
-    /// can tell what the snapshot lacks (docs/snapshots.md). 0: off.
-    std::uint64_t restamp_upto_ = 0;
+    /// The running snapshot load's rule; null otherwise.
+    const sweep_rule* sweep_ = nullptr;
+
+    /// A completed snapshot load that removed facts raised the GC horizon
+    /// from `from` to `to`, for this replica's other peers. Its sender lacks
+    /// everything the load removed, so it still gets deltas from `from` on,
+    /// as long as nothing else raised the horizon since. Persisted as meta
+    /// `gc-exempt`: site(16) from(8) to(8).
+    struct gc_exemption {
+        crdtsync::site_id peer;
+        std::uint64_t from = 0, to = 0;
+    };
+    gc_exemption gc_exempt_;
+    [[nodiscard]] bool gc_exempt(const crdtsync::site_id& peer, std::uint64_t position) const noexcept {
+        return gc_exempt_.to != 0 && gc_exempt_.to == gc_seq_ && peer == gc_exempt_.peer && position >= gc_exempt_.from;
+    }
 
     // ================================================================ state
 
@@ -496,6 +530,10 @@ private:
         clock_ = hlc_clock<Clock>(site_, physical_, static_cast<std::uint64_t>(opts_.max_drift.count()), last);
         last_seq_ = read_u64(r, "seq");
         gc_seq_ = read_u64(r, "gc");
+        gc_exempt_ = {};
+        if (auto v = r.get(detail::layout::meta_key("gc-exempt")); v && v->size() == crdtsync::site_id::size + 16)
+            gc_exempt_ = {crdtsync::site_id::from_bytes(v->substr(0, crdtsync::site_id::size)),
+                          detail::load_be<std::uint64_t>(*v, crdtsync::site_id::size), detail::load_be<std::uint64_t>(*v, crdtsync::site_id::size + 8)};
         next_table_id_ = static_cast<std::uint32_t>(std::max<std::uint64_t>(read_u64(r, "tables"), 1));
         tables_.clear();
         last_lookup_ = 0;
@@ -825,13 +863,21 @@ private:
 
     // ================================================================ fact writers
 
-    /// Gives a part that carries `seq` a new seq at the next flush, when
-    /// `restamp_upto_` covers it.
-    [[gnu::cold]] void restamp(row_image& img, std::uint64_t& seq) {
-        if (seq == 0 || seq > restamp_upto_) return;
+    /// Gives a part a new seq at the next flush when the running snapshot
+    /// load must confirm it: the snapshot names it, so the load keeps it.
+    [[gnu::cold]] void restamp(row_image& img, std::uint64_t& seq, const hlc& version) {
+        if (!sweep_->covers(seq, version)) return;
         img.release(seq);
         seq = 0;
         img.dirty = true;
+    }
+    /// Drops the cells that the row's tombstone at `h` hides.
+    void drop_hidden(row_image& img, const hlc& h) {
+        std::erase_if(img.rec.cells, [&](const auto& cell) {
+            if (opts_.deletes != delete_policy::delete_wins && h < cell.version) return false;
+            img.release(cell.seq);
+            return true;
+        });
     }
 
     // Two writes conflict when different sites wrote different values and the
@@ -852,13 +898,18 @@ private:
                      const std::optional<value>& prior_value, std::string_view original_pk, bool local, conflict* c) {
         const auto& t = *img.table;
         auto& rec = img.rec;
-        if (rec.tomb && (opts_.deletes == delete_policy::delete_wins || h <= rec.tomb->version)) return outcome::skipped;
+        if (rec.tomb && (opts_.deletes == delete_policy::delete_wins || h <= rec.tomb->version)) {
+            // During a snapshot load, a tombstone the load may yet remove (the
+            // sender dropped it) does not hide the snapshot's cells; if the
+            // snapshot names it, put_tomb drops what it hides again.
+            if (!sweep_ || !sweep_->covers(rec.tomb->seq, rec.tomb->version)) return outcome::skipped;
+        }
         const auto column = t.column_ids[col];
         outcome result = outcome::applied;
         auto* cell = img.cell(column);
         if (cell) {
             if (h <= cell->version) {
-                if (restamp_upto_ != 0) restamp(img, cell->seq); // the snapshot names this cell: keep it
+                if (sweep_) restamp(img, cell->seq, cell->version); // the snapshot names this cell: keep it
                 if (h == cell->version || local) return outcome::skipped;
                 // Our value overwrote exactly the incoming one: no conflict.
                 if (cell->prior_version && *cell->prior_version >= h) return outcome::skipped;
@@ -899,7 +950,10 @@ private:
     outcome put_tomb(write_txn& w, row_image& img, std::string_view original_pk, const hlc& h) {
         auto& rec = img.rec;
         if (rec.tomb && h <= rec.tomb->version) {
-            if (restamp_upto_ != 0) restamp(img, rec.tomb->seq); // the snapshot names this delete: keep it
+            if (sweep_ && sweep_->covers(rec.tomb->seq, rec.tomb->version)) {
+                restamp(img, rec.tomb->seq, rec.tomb->version); // the snapshot names this delete: keep it,
+                drop_hidden(img, rec.tomb->version);            // and what it hides goes again
+            }
             return outcome::skipped;
         }
         if (rec.tomb) {
@@ -911,11 +965,7 @@ private:
         w.put(detail::layout::tomb_index_key(now, img.key), std::string_view{});
         // Cells at or below the tombstone are invisible forever: drop them,
         // so that every delivery order leaves the same stored state.
-        std::erase_if(rec.cells, [&](const auto& cell) {
-            if (opts_.deletes != delete_policy::delete_wins && h < cell.version) return false;
-            img.release(cell.seq);
-            return true;
-        });
+        drop_hidden(img, h);
         img.dirty = true;
         return outcome::applied;
     }

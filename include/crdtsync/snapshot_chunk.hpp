@@ -45,6 +45,11 @@ struct snapshot_header {
     /// sender's local sequence the snapshot was taken at. A receiver that
     /// completes the snapshot continues with delta sync from there.
     std::optional<std::uint64_t> position;
+    /// wire `receiverPosition`, a crdtsync addition: when the sender knew
+    /// who receives the snapshot, how far it had applied that receiver's own
+    /// changes (the receiver's local sequence). The receiver then knows which
+    /// of its facts the sender had seen, and removes those the snapshot lacks.
+    std::optional<std::uint64_t> receiver_position;
     friend bool operator==(const snapshot_header&, const snapshot_header&) = default;
 };
 

@@ -22,10 +22,10 @@
 ///   are newer facts and survive it.
 ///
 /// The footer completes the load in one transaction: it checks the totals,
-/// removes what the snapshot lacks among the facts the sender had already
-/// acknowledged receiving from this replica (docs/snapshots.md: the sender
-/// dropped them, e.g. rows whose tombstones it pruned), and records the
-/// sender's position, so that delta sync continues from the snapshot.
+/// removes what the snapshot lacks among the facts this replica held before
+/// the load and the sender is known to have seen (docs/snapshots.md: the
+/// sender dropped them, e.g. rows whose tombstones it pruned), and records
+/// the sender's position, so that delta sync continues from the snapshot.
 
 #include <algorithm>
 #include <cstdint>
@@ -108,7 +108,8 @@ private:
         site_id origin;
         hlc version;
         std::optional<std::uint64_t> position;
-        std::uint64_t horizon = 0; // re-stamp and sweep parts at or below this seq
+        std::uint64_t held_upto = 0; // this replica's position when the load began
+        std::uint64_t seen_upto = 0; // the header's receiver_position (0: not given)
         std::uint64_t table_count = 0;
         bool in_table = false;
         std::string table; // "schema.name" while in_table
@@ -127,7 +128,8 @@ private:
                              value{s.origin.to_text()},
                              value{s.version.to_text()},
                              s.position ? u64(*s.position) : value{},
-                             u64(s.horizon),
+                             u64(s.held_upto),
+                             u64(s.seen_upto),
                              u64(s.table_count),
                              value{s.in_table},
                              value{s.table},
@@ -140,22 +142,23 @@ private:
     }
     static load_state decode_state(std::string_view rec) {
         const auto f = key_codec::decode(rec);
-        if (f.size() < 12) detail::raise(errc::storage, "stored snapshot load state is malformed");
+        if (f.size() < 13) detail::raise(errc::storage, "stored snapshot load state is malformed");
         auto n = [&](std::size_t i) { return static_cast<std::uint64_t>(f[i].as_integer()); };
         load_state s;
         s.snapshot_id = f[0].as_text();
         s.origin = site_id::from_text(f[1].as_text());
         s.version = hlc::from_text(f[2].as_text());
         if (!f[3].is_null()) s.position = n(3);
-        s.horizon = n(4);
-        s.table_count = n(5);
-        s.in_table = f[6].as_bool();
-        s.table = f[7].as_text();
-        s.table_entries = n(8);
-        s.completed_entries = n(9);
-        s.last_pk = f[10].as_text();
-        s.last_column = f[11].as_text();
-        for (std::size_t i = 12; i < f.size(); ++i) s.completed.push_back(f[i].as_text());
+        s.held_upto = n(4);
+        s.seen_upto = n(5);
+        s.table_count = n(6);
+        s.in_table = f[7].as_bool();
+        s.table = f[8].as_text();
+        s.table_entries = n(9);
+        s.completed_entries = n(10);
+        s.last_pk = f[11].as_text();
+        s.last_column = f[12].as_text();
+        for (std::size_t i = 13; i < f.size(); ++i) s.completed.push_back(f[i].as_text());
         return s;
     }
 
@@ -166,21 +169,27 @@ private:
     /// Runs `sets` through the replica's merge, storing `next` as the load's
     /// state in the same transaction; commits nothing if a set is refused.
     void merge(std::span<const change_set> sets, const load_state& next, std::string_view what) {
-        struct restamp_guard {
-            Replica& r;
-            ~restamp_guard() { r.restamp_upto_ = 0; }
-        } guard{rep_};
-        rep_.restamp_upto_ = next.horizon;
+        const auto rule = rule_of(next);
         const auto record = encode_state(next);
-        const auto res = rep_.apply_with(sets, [&](write_txn& w, const apply_result& so_far) {
-            if (!so_far.rejected.empty()) fail(std::string(what) + " was refused: " + so_far.rejected.front().reason);
-            w.put(state_key(), record);
-        });
+        const auto res = rep_.apply_with(
+            sets,
+            [&](write_txn& w, const apply_result& so_far) {
+                if (!so_far.rejected.empty()) fail(std::string(what) + " was refused: " + so_far.rejected.front().reason);
+                w.put(state_key(), record);
+            },
+            rule.held_upto == 0 ? nullptr : &rule);
         result_.applied += res.applied;
         result_.skipped += res.skipped;
         result_.conflicts += res.conflicts;
         result_.transactions += res.transactions;
         state_ = next;
+    }
+
+    /// What the load must confirm: parts held before it that the sender had
+    /// seen (this replica's log up to the header's receiver_position, or
+    /// the sender's own writes up to its snapshot).
+    static typename Replica::sweep_rule rule_of(const load_state& s) {
+        return {s.held_upto, s.seen_upto, s.origin, s.version};
     }
 
     /// Stores `next` as the load's state (a chunk with no facts).
@@ -202,9 +211,9 @@ private:
                 fail("the header has snapshot id " + h.snapshot_id + " but another site or time than the load it would resume");
             load_state next = *state_;
             next.table_count = h.table_count;
+            save(next);
             header_ = h;
             resumed_ = true;
-            save(next);
             return;
         }
         load_state next;
@@ -213,19 +222,20 @@ private:
         next.version = h.version;
         next.position = h.position;
         next.table_count = h.table_count;
-        // Facts this replica held before the load and the sender had
-        // acknowledged: the load keeps those the snapshot names, and removes
-        // the others at its end. A load that replaces an unfinished one keeps
-        // the older, lower horizon (what the first loaded is above it).
-        next.horizon = std::min(rep_.last_seq_, rep_.peer(h.origin).sent_up_to);
-        if (state_) next.horizon = std::min(next.horizon, state_->horizon);
-        header_ = h;
+        // Facts this replica held before the load and the sender had seen:
+        // the load keeps those the snapshot names, and removes the others at
+        // its end. A load that replaces an unfinished one keeps the older,
+        // lower start (what the first loaded came after it).
+        next.held_upto = rep_.last_seq_;
+        if (state_) next.held_upto = std::min(next.held_upto, state_->held_upto);
+        next.seen_upto = h.receiver_position.value_or(0);
         save(next);
+        header_ = h;
     }
 
     void load(const snapshot_schema_migration& c) {
         if (tables_started_) fail("schema migration " + c.migration.version.to_text() + " came after table data");
-        if (++migrations_ > header_->migration_count)
+        if (migrations_ + 1 > header_->migration_count)
             fail("more schema migrations than the header's " + std::to_string(header_->migration_count));
         // HLC order is causal order: a table's creation comes before its changes.
         if (last_migration_ && !(*last_migration_ < c.migration.version))
@@ -237,6 +247,7 @@ private:
         cs.migrations.push_back(c.migration);
         merge(std::span<const change_set>(&cs, 1), *state_,
               "schema migration " + std::string(to_string(c.migration.type)) + " of " + name_of(c.migration.schema, c.migration.table));
+        ++migrations_; // counted once loaded: a refused chunk changes nothing
         last_migration_ = c.migration.version;
     }
 
@@ -255,7 +266,6 @@ private:
             fail("table " + name + " was already loaded");
         load_state next = *state_;
         const bool first = !tables_started_;
-        tables_started_ = true;
         if (next.in_table && next.table == name && first && resumed_) {
             // The resumed table: entries before first_entry arrived before.
             if (c.first_entry > next.table_entries)
@@ -282,6 +292,7 @@ private:
             next.last_column.clear();
         }
         save(next);
+        tables_started_ = true;
     }
 
     void load(const snapshot_column_versions& c) {
@@ -331,7 +342,6 @@ private:
 
     void load(const snapshot_tombstones& c) {
         check_tables_done("tombstones");
-        tombstones_ = true;
         change_set cs;
         cs.origin = header_->origin;
         for (const auto& e : c.entries) {
@@ -339,6 +349,7 @@ private:
             cs.version = std::max(cs.version, e.version);
         }
         merge(std::span<const change_set>(&cs, 1), *state_, "a tombstone chunk of table " + name_of(c.schema, c.table));
+        tombstones_ = true;
     }
 
     void load(const snapshot_footer& c) {
@@ -354,12 +365,20 @@ private:
         if (c.total_entries != state_->completed_entries)
             fail("the footer counts " + std::to_string(c.total_entries) + " entries, " +
                  std::to_string(state_->completed_entries) + " were loaded");
-        const auto horizon = state_->horizon;
+        const auto rule = rule_of(*state_);
         const auto origin = state_->origin;
         const auto position = state_->position;
         std::uint64_t removed = 0;
         rep_.run_write([&](write_txn& w, auto&) {
-            removed = horizon == 0 ? 0 : sweep(w, horizon);
+            const auto gc_before = rep_.gc_seq_;
+            removed = sweep(w, rule);
+            if (rep_.gc_seq_ != gc_before) {
+                std::string v(origin.view());
+                detail::put_be<std::uint64_t>(v, gc_before);
+                detail::put_be<std::uint64_t>(v, rep_.gc_seq_);
+                w.put(detail::layout::meta_key("gc-exempt"), v);
+                rep_.gc_exempt_ = {origin, gc_before, rep_.gc_seq_};
+            }
             if (position) {
                 const auto key = detail::layout::peer_key(origin);
                 std::uint64_t received = 0, sent = 0;
@@ -379,51 +398,51 @@ private:
         done_ = true;
     }
 
-    /// Removes every part (cell, tombstone) at or below `horizon`: what the
-    /// replica held before the load, the sender had acknowledged, and the
-    /// snapshot did not name (the parts it named were re-stamped above it).
-    std::uint64_t sweep(write_txn& w, std::uint64_t horizon) {
+    /// Removes the parts the load had to confirm and the snapshot did not
+    /// name (those it named were re-stamped, out of the rule's reach). They
+    /// carry a seq at or below `held_upto`, so the change log from 1 to there
+    /// names every row that can hold one. Returns how many parts went.
+    std::uint64_t sweep(write_txn& w, const typename Replica::sweep_rule& rule) {
         std::uint64_t removed = 0;
+        if (rule.held_upto == 0) return removed;
         typename Replica::row_image img;
-        std::vector<std::string> batch;
-        for (const auto& t : rep_.tables_) {
-            const auto end = key_codec::tuple_range_end(t.row_prefix);
-            std::string from = t.row_prefix;
-            for (;;) {
-                batch.clear();
-                detail::layout::row_record rec;
-                w.scan(from, end, [&](std::string_view k, std::string_view v) {
-                    detail::layout::read_row_record(v, rec);
-                    const auto below = [&](std::uint64_t s) { return s != 0 && s <= horizon; };
-                    if ((rec.tomb && below(rec.tomb->seq)) ||
-                        std::any_of(rec.cells.begin(), rec.cells.end(), [&](const auto& c) { return below(c.seq); }))
-                        batch.emplace_back(k);
-                    return batch.size() < 1024;
-                });
-                for (const auto& k : batch) {
-                    rep_.load_row(w, t, std::string_view(k).substr(t.row_prefix.size()), img);
-                    auto& r = img.rec;
-                    std::erase_if(r.cells, [&](const auto& c) {
-                        if (c.seq == 0 || c.seq > horizon) return false;
-                        img.release(c.seq);
-                        rep_.gc_seq_ = std::max(rep_.gc_seq_, c.seq);
-                        ++removed;
-                        return true;
-                    });
-                    if (r.tomb && r.tomb->seq != 0 && r.tomb->seq <= horizon) {
-                        img.release(r.tomb->seq);
-                        rep_.gc_seq_ = std::max(rep_.gc_seq_, r.tomb->seq);
-                        (void)w.erase(detail::layout::tomb_index_key(r.tomb->created_ms, img.key));
-                        r.tomb.reset();
-                        ++removed;
-                    }
+        std::vector<std::string> rows; // row keys, a batch at a time
+        const auto end = detail::layout::log_key(rule.held_upto + 1);
+        auto from = detail::layout::log_key(1);
+        for (;;) {
+            rows.clear();
+            std::uint64_t last = 0;
+            w.scan(from, end, [&](std::string_view k, std::string_view v) {
+                last = detail::layout::log_seq(k);
+                const auto lr = detail::layout::read_log(v);
+                if (lr.kind == detail::layout::row) rows.emplace_back(lr.key);
+                return rows.size() < 1024;
+            });
+            for (const auto& key : rows) {
+                const auto* t = key.size() >= 5 ? rep_.table_by_id(detail::load_be<std::uint32_t>(key, 1)) : nullptr;
+                if (!t) continue;
+                rep_.load_row(w, *t, std::string_view(key).substr(5), img);
+                auto& r = img.rec;
+                std::erase_if(r.cells, [&](const auto& c) {
+                    if (!rule.covers(c.seq, c.version)) return false;
+                    img.release(c.seq);
+                    rep_.gc_seq_ = std::max(rep_.gc_seq_, c.seq);
+                    ++removed;
                     img.dirty = true;
-                    rep_.flush(w, img);
+                    return true;
+                });
+                if (r.tomb && rule.covers(r.tomb->seq, r.tomb->version)) {
+                    img.release(r.tomb->seq);
+                    rep_.gc_seq_ = std::max(rep_.gc_seq_, r.tomb->seq);
+                    (void)w.erase(detail::layout::tomb_index_key(r.tomb->created_ms, img.key));
+                    r.tomb.reset();
+                    ++removed;
+                    img.dirty = true;
                 }
-                if (batch.size() < 1024) break;
-                from = batch.back();
-                from += '\0';
+                rep_.flush(w, img);
             }
+            if (rows.size() < 1024 || last == 0) break;
+            from = detail::layout::log_key(last + 1);
         }
         return removed;
     }

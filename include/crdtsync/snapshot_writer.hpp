@@ -3,7 +3,7 @@
 /// `snapshot_writer`: streams a replica's whole replicated state as snapshot
 /// chunks (format version 1, `snapshot_chunk.hpp`), one chunk per `next()`.
 ///
-///     crdtsync::snapshot_writer out{alice};             // chunks of 1000 entries
+///     crdtsync::snapshot_writer out{alice, bob.site_id()}; // for bob; chunks of 1000 entries
 ///     while (auto chunk = out.next()) send(*chunk);      // e.g. wire::encode_snapshot_chunk
 ///
 /// The stream is read from one store read transaction opened by the
@@ -79,6 +79,15 @@ public:
         header_.position = r.last_seq_;
     }
 
+    /// Starts a snapshot of `r` for the replica `receiver`: the header also
+    /// says how far `r` had applied the receiver's changes (`peer(receiver)
+    /// .received_up_to`), so that the receiver can remove the facts `r` has
+    /// seen and dropped since (docs/snapshots.md).
+    snapshot_writer(const Replica& r, const site_id& receiver, std::size_t chunk_entries = default_chunk_entries)
+        : snapshot_writer(r, chunk_entries) {
+        header_.receiver_position = received_from(receiver);
+    }
+
     /// Resumes the snapshot that `from` (a receiver's checkpoint) names.
     /// \throws snapshot_error when the checkpoint is not one of this
     /// replica's snapshots, names tables it lacks, or does not add up.
@@ -89,6 +98,7 @@ public:
         header_.snapshot_id = from.snapshot_id;
         header_.version = from.version;
         header_.position = from.position;
+        header_.receiver_position = received_from(from.origin); // a loader keeps the first stream's
         for (const auto& name : from.completed_tables) completed_.insert(name);
         entries_ = from.entries_processed - from.last_entry_index; // those of the completed tables
         // Inside a table, resume right after the last entry loaded, found by
@@ -184,6 +194,13 @@ private:
             ++header_.migration_count;
             return true;
         });
+    }
+
+    /// How far the replica had applied `peer`'s changes, as of the read
+    /// transaction.
+    [[nodiscard]] std::uint64_t received_from(const site_id& peer) {
+        auto v = txn_.get(detail::layout::peer_key(peer));
+        return v && v->size() == 16 ? detail::load_be<std::uint64_t>(*v, 0) : 0;
     }
 
     /// The replica's clock as of now, as its own timestamp.
@@ -343,6 +360,7 @@ private:
             std::optional<snapshot_tombstones> out;
             bool stopped = false;
             txn_.scan(key_, end, [&](std::string_view k, std::string_view v) {
+                if (!detail::layout::row_has_tomb(v)) return true;
                 detail::layout::read_row_record(v, rec_);
                 if (!rec_.tomb) return true;
                 if (out && out->entries.size() == chunk_) {

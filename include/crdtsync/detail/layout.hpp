@@ -186,6 +186,9 @@ inline std::string take_blob(std::string_view& in) {
 }
 } // namespace row_reader
 
+/// Whether a stored row record holds a tombstone, without decoding it.
+inline bool row_has_tomb(std::string_view rec) noexcept { return !rec.empty() && (static_cast<unsigned char>(rec[0]) & 1u) != 0; }
+
 inline void read_row_record(std::string_view in, row_record& out) {
     using namespace row_reader;
     out.tomb.reset();

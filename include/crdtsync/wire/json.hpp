@@ -2132,6 +2132,7 @@ void read_typed(reader& r, const path& p, std::string_view what, F&& on_member) 
 
 inline void read(reader& r, const path& p, snapshot_header& out) {
     out.position.reset();
+    out.receiver_position.reset();
     bool site = false, version = false, format = false, tables = false, migrations = false, id = false;
     read_typed<snapshot_header>(r, p, "a snapshot header chunk", [&](std::string_view key, const path& kp) {
         CRDTSYNC_WIRE_MEMBER("siteId", site, read(r, kp, out.origin))
@@ -2144,6 +2145,11 @@ inline void read(reader& r, const path& p, snapshot_header& out) {
         if (key_is(key, "position")) { // crdtsync's addition
             if (r.try_null(kp)) out.position.reset();
             else out.position = r.unsigned_integer(kp, UINT64_MAX);
+            return true;
+        }
+        if (key_is(key, "receiverPosition")) { // crdtsync's addition
+            if (r.try_null(kp)) out.receiver_position.reset();
+            else out.receiver_position = r.unsigned_integer(kp, UINT64_MAX);
             return true;
         }
         return false;
@@ -2814,6 +2820,10 @@ void write(Sink& s, const snapshot_header& h) {
     if (h.position) {
         s.field("position");
         s.uinteger(*h.position);
+    }
+    if (h.receiver_position) {
+        s.field("receiverPosition");
+        s.uinteger(*h.receiver_position);
     }
     s.end_object();
 }
