@@ -692,6 +692,28 @@ struct suite {
         }
         std::error_code ec;
         fs::remove(wire_file, ec);
+#if CRDTSYNC_BENCH_LMDB
+        if (opt.stores.count(store_option(store_kind::lmdb_durable)) || opt.stores.count(store_option(store_kind::lmdb_nosync))) {
+            // Memory while a snapshot of the same size streams from one LMDB
+            // replica into another, chunk by chunk through JSON text.
+            std::fprintf(stderr, "rss: snapshot of %zu changes, LMDB to LMDB (child process)\n", p->counted);
+            const std::string cmd = "'" + fs::read_symlink("/proc/self/exe").string() + "' --child snapshot-rss --changes " +
+                                    std::to_string(p->counted) + " --map-mib " + std::to_string(opt.map_mib) + " --dir '" +
+                                    opt.dir.string() + "'";
+            std::FILE* pipe = ::popen(cmd.c_str(), "r");
+            check(pipe != nullptr, "cannot start the child process");
+            std::string text;
+            char buf[4096];
+            while (std::size_t got = std::fread(buf, 1, sizeof buf, pipe)) text.append(buf, got);
+            const int status = ::pclose(pipe);
+            check(status == 0, "the snapshot peak-RSS child process failed (status " + std::to_string(status) + ")");
+            const auto j = nlohmann::json::parse(text);
+            const std::string entries = with_commas(j.at("entries").get<double>());
+            add({"memory", "anonymous RSS growth while streaming a snapshot of " + entries + " entries", "MiB",
+                 summary::of({(j.at("peak_rss_anon_kib").get<double>() - j.at("rss_anon_before_kib").get<double>()) / 1024.0}), j,
+                 "child process: LMDB to LMDB, no-sync, 1000 entries a chunk, sampled after each chunk"});
+        }
+#endif
     }
 
     // ---- targets
@@ -839,6 +861,56 @@ int child_merge_rss(const options& o) {
     return 0;
 }
 
+#if CRDTSYNC_BENCH_LMDB
+/// Builds a replica of `--changes` on LMDB, then streams its snapshot into a
+/// fresh LMDB replica through JSON text, sampling RssAnon after every chunk;
+/// prints the memory figures as JSON on stdout.
+int child_snapshot_rss(const options& o) {
+    const auto w = workload::for_changes(o.changes);
+    nlohmann::json out;
+    with_fresh_store(store_kind::lmdb_nosync, o.dir / "snapshot-rss-a.mdb", o.map_mib << 20, [&](auto& sa) {
+        std::int64_t offset = 0;
+        bench_replica<std::decay_t<decltype(sa)>> a(sa, replica_opts(site_a()), offset_clock{&offset});
+        a.create_table(bench_table());
+        write_rows(a, 0, w.rows, writer::a);
+        with_fresh_store(store_kind::lmdb_nosync, o.dir / "snapshot-rss-b.mdb", o.map_mib << 20, [&](auto& sb) {
+            bench_replica<std::decay_t<decltype(sb)>> b(sb, replica_opts(site_b()), offset_clock{&offset});
+            settle_heap();
+            const auto before = read_memory_status();
+            std::uint64_t peak_anon = before.rss_anon_kib;
+            std::size_t entries = 0, chunks = 0, bytes = 0;
+            const auto start = clock_type::now();
+            {
+                crdtsync::snapshot_writer snap{a, b.site_id()};
+                crdtsync::snapshot_loader in{b};
+                while (auto c = snap.next()) {
+                    if (const auto* cv = std::get_if<crdtsync::snapshot_column_versions>(&*c)) entries += cv->entries.size();
+                    const auto text = crdtsync::wire::encode_snapshot_chunk(*c);
+                    bytes += text.size();
+                    in.push(crdtsync::wire::decode_snapshot_chunk(text));
+                    ++chunks;
+                    peak_anon = std::max(peak_anon, read_memory_status().rss_anon_kib);
+                }
+                check(in.done(), "the snapshot did not load whole");
+            }
+            const double secs = seconds_since(start);
+            check(entries == w.rows * (counted_columns + 1), "the snapshot has " + std::to_string(entries) + " entries");
+            check(b.rows(bench_table().qualified_name()).size() == w.rows, "the loaded replica lacks rows");
+            out["entries"] = entries;
+            out["chunks"] = chunks;
+            out["json_bytes"] = bytes;
+            out["seconds"] = secs;
+            out["entries_per_second"] = static_cast<double>(entries) / secs;
+            out["rss_anon_before_kib"] = before.rss_anon_kib;
+            out["peak_rss_anon_kib"] = peak_anon;
+            out["vm_hwm_kib"] = read_memory_status().vm_hwm_kib;
+        });
+    });
+    std::cout << out.dump() << std::endl;
+    return 0;
+}
+#endif
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -853,6 +925,9 @@ int main(int argc, char** argv) {
     bool own_dir = false;
     try {
         if (!opt.child.empty()) {
+#if CRDTSYNC_BENCH_LMDB
+            if (opt.child == "snapshot-rss") return child_snapshot_rss(opt);
+#endif
             if (opt.child != "merge-rss") throw std::invalid_argument("unknown --child " + opt.child);
             return child_merge_rss(opt);
         }
