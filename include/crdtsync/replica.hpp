@@ -286,6 +286,10 @@ public:
                 auto& tomb = img.rec.tomb;
                 if (!tomb || tomb->created_ms != created) continue;
                 gc_seq_ = std::max(gc_seq_, tomb->seq);
+                if (gc_exempt_.to != 0 && tomb->seq > gc_exempt_.from) { // the exempt peer may lack this delete
+                    gc_exempt_ = {};
+                    (void)w.erase(detail::layout::meta_key("gc-exempt"));
+                }
                 img.released.push_back(tomb->seq);
                 tomb.reset();
                 img.dirty = true;
@@ -372,7 +376,9 @@ private:
         crdtsync::site_id origin;     // or the sender itself wrote the part,
         hlc before;                   // at or before its snapshot
         [[nodiscard]] bool covers(std::uint64_t seq, const hlc& v) const noexcept {
-            return seq != 0 && seq <= held_upto && (seq <= seen_upto || (v.site == origin && !(before < v)));
+            // Strictly before: the header's HLC is a clock reading, and the
+            // sender's next write can carry that very timestamp.
+            return seq != 0 && seq <= held_upto && (seq <= seen_upto || (v.site == origin && v < before));
         }
     };
 
@@ -907,7 +913,10 @@ private:
         const auto column = t.column_ids[col];
         outcome result = outcome::applied;
         auto* cell = img.cell(column);
-        if (cell) {
+        // During a snapshot load: the sender saw our cell and names only an
+        // older version, so it dropped ours (a delete it pruned): take its.
+        const bool dropped = cell && sweep_ && h < cell->version && sweep_->covers(cell->seq, cell->version);
+        if (cell && !dropped) {
             if (h <= cell->version) {
                 if (sweep_) restamp(img, cell->seq, cell->version); // the snapshot names this cell: keep it
                 if (h == cell->version || local) return outcome::skipped;
@@ -922,6 +931,8 @@ private:
                 result = outcome::conflict_remote;
             }
             img.release(cell->seq);
+        } else if (cell) {
+            img.release(cell->seq); // dropped by the sender: replaced below
         } else if (rec.cells.empty() || rec.cells.back().column < column) {
             cell = &rec.cells.emplace_back(); // columns mostly arrive in order
             cell->column = column;
@@ -949,7 +960,10 @@ private:
     /// greatest delete HLC) and drops the cells it hides.
     outcome put_tomb(write_txn& w, row_image& img, std::string_view original_pk, const hlc& h) {
         auto& rec = img.rec;
-        if (rec.tomb && h <= rec.tomb->version) {
+        // During a snapshot load: the sender saw our tombstone and names only
+        // an older delete, so it dropped ours: take its (below).
+        const bool dropped = rec.tomb && sweep_ && h < rec.tomb->version && sweep_->covers(rec.tomb->seq, rec.tomb->version);
+        if (rec.tomb && h <= rec.tomb->version && !dropped) {
             if (sweep_ && sweep_->covers(rec.tomb->seq, rec.tomb->version)) {
                 restamp(img, rec.tomb->seq, rec.tomb->version); // the snapshot names this delete: keep it,
                 drop_hidden(img, rec.tomb->version);            // and what it hides goes again

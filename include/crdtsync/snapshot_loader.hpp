@@ -229,7 +229,20 @@ private:
         next.held_upto = rep_.last_seq_;
         if (state_) next.held_upto = std::min(next.held_upto, state_->held_upto);
         next.seen_upto = h.receiver_position.value_or(0);
-        save(next);
+        if (state_) {
+            // The unfinished load is given up: the cells its tombstones let
+            // through go again, so that no state outlives it that a merge
+            // could not produce.
+            const auto old_rule = rule_of(*state_);
+            const auto record = encode_state(next);
+            rep_.run_write([&](write_txn& w, auto&) {
+                (void)sweep(w, old_rule, false);
+                w.put(state_key(), record);
+            });
+            state_ = next;
+        } else {
+            save(next);
+        }
         header_ = h;
     }
 
@@ -399,10 +412,13 @@ private:
     }
 
     /// Removes the parts the load had to confirm and the snapshot did not
-    /// name (those it named were re-stamped, out of the rule's reach). They
-    /// carry a seq at or below `held_upto`, so the change log from 1 to there
-    /// names every row that can hold one. Returns how many parts went.
-    std::uint64_t sweep(write_txn& w, const typename Replica::sweep_rule& rule) {
+    /// name (those it named were re-stamped, out of the rule's reach), and
+    /// drops the cells that a tombstone which stays hides: while the load
+    /// ran, a tombstone it might remove let the snapshot's cells through.
+    /// Those parts and tombstones carry a seq at or below `held_upto`, so the
+    /// change log from 1 to there names every row that can hold one. With
+    /// `remove` false, only the second. Returns how many parts went.
+    std::uint64_t sweep(write_txn& w, const typename Replica::sweep_rule& rule, bool remove = true) {
         std::uint64_t removed = 0;
         if (rule.held_upto == 0) return removed;
         typename Replica::row_image img;
@@ -424,20 +440,25 @@ private:
                 rep_.load_row(w, *t, std::string_view(key).substr(5), img);
                 auto& r = img.rec;
                 std::erase_if(r.cells, [&](const auto& c) {
-                    if (!rule.covers(c.seq, c.version)) return false;
+                    if (!remove || !rule.covers(c.seq, c.version)) return false;
                     img.release(c.seq);
                     rep_.gc_seq_ = std::max(rep_.gc_seq_, c.seq);
                     ++removed;
                     img.dirty = true;
                     return true;
                 });
-                if (r.tomb && rule.covers(r.tomb->seq, r.tomb->version)) {
+                if (remove && r.tomb && rule.covers(r.tomb->seq, r.tomb->version)) {
                     img.release(r.tomb->seq);
                     rep_.gc_seq_ = std::max(rep_.gc_seq_, r.tomb->seq);
                     (void)w.erase(detail::layout::tomb_index_key(r.tomb->created_ms, img.key));
                     r.tomb.reset();
                     ++removed;
                     img.dirty = true;
+                }
+                if (r.tomb) {
+                    const auto cells = r.cells.size();
+                    rep_.drop_hidden(img, r.tomb->version);
+                    if (r.cells.size() != cells) img.dirty = true;
                 }
                 rep_.flush(w, img);
             }
