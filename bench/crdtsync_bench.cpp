@@ -649,6 +649,21 @@ struct suite {
 
     // ---- 5: peak RSS of a large merge, in a child process
 
+    /// Runs this binary as `--child <args>` (with the map size and the data
+    /// directory) and parses the JSON it prints.
+    nlohmann::json run_child(const std::string& args) const {
+        const std::string cmd = "'" + fs::read_symlink("/proc/self/exe").string() + "' --child " + args + " --map-mib " +
+                                std::to_string(opt.map_mib) + " --dir '" + opt.dir.string() + "'";
+        std::FILE* pipe = ::popen(cmd.c_str(), "r");
+        check(pipe != nullptr, "cannot start the child process");
+        std::string text;
+        char buf[4096];
+        while (std::size_t got = std::fread(buf, 1, sizeof buf, pipe)) text.append(buf, got);
+        const int status = ::pclose(pipe);
+        check(status == 0, "the child process (" + args.substr(0, args.find(' ')) + ") failed (status " + std::to_string(status) + ")");
+        return nlohmann::json::parse(text);
+    }
+
     void peak_rss(const std::shared_ptr<prepared>& standard) {
         if (!wanted(opt, "rss")) return;
         std::shared_ptr<prepared> p = scaled.count(opt.rss_changes) ? scaled[opt.rss_changes] : nullptr;
@@ -668,18 +683,9 @@ struct suite {
         for (auto k : stores()) {
             if (k == store_kind::lmdb_nosync) continue;
             std::fprintf(stderr, "rss: %zu changes, %s (child process)\n", p->counted, store_label(k));
-            std::string cmd = "'" + fs::read_symlink("/proc/self/exe").string() + "' --child merge-rss --store " +
-                              store_option(k) + " --changes " + std::to_string(p->counted) + " --batch " +
-                              std::to_string(opt.batch) + " --map-mib " + std::to_string(opt.map_mib) + " --wire '" +
-                              wire_file.string() + "' --dir '" + opt.dir.string() + "'";
-            std::FILE* pipe = ::popen(cmd.c_str(), "r");
-            check(pipe != nullptr, "cannot start the child process");
-            std::string text;
-            char buf[4096];
-            while (std::size_t got = std::fread(buf, 1, sizeof buf, pipe)) text.append(buf, got);
-            const int status = ::pclose(pipe);
-            check(status == 0, "the peak-RSS child process failed (status " + std::to_string(status) + ")");
-            const auto j = nlohmann::json::parse(text);
+            const auto j = run_child("merge-rss --store " + std::string(store_option(k)) + " --changes " +
+                                     std::to_string(p->counted) + " --batch " + std::to_string(opt.batch) + " --wire '" +
+                                     wire_file.string() + "'");
             const double hwm = j.at("vm_hwm_kib").get<double>() / 1024.0;
             summary s = summary::of({hwm});
             add({"memory", std::string("peak RSS (VmHWM), merge of ") + with_commas(static_cast<double>(p->counted)) +
@@ -697,17 +703,7 @@ struct suite {
             // Memory while a snapshot of the same size streams from one LMDB
             // replica into another, chunk by chunk through JSON text.
             std::fprintf(stderr, "rss: snapshot of %zu changes, LMDB to LMDB (child process)\n", p->counted);
-            const std::string cmd = "'" + fs::read_symlink("/proc/self/exe").string() + "' --child snapshot-rss --changes " +
-                                    std::to_string(p->counted) + " --map-mib " + std::to_string(opt.map_mib) + " --dir '" +
-                                    opt.dir.string() + "'";
-            std::FILE* pipe = ::popen(cmd.c_str(), "r");
-            check(pipe != nullptr, "cannot start the child process");
-            std::string text;
-            char buf[4096];
-            while (std::size_t got = std::fread(buf, 1, sizeof buf, pipe)) text.append(buf, got);
-            const int status = ::pclose(pipe);
-            check(status == 0, "the snapshot peak-RSS child process failed (status " + std::to_string(status) + ")");
-            const auto j = nlohmann::json::parse(text);
+            const auto j = run_child("snapshot-rss --changes " + std::to_string(p->counted));
             const std::string entries = with_commas(j.at("entries").get<double>());
             add({"memory", "anonymous RSS growth while streaming a snapshot of " + entries + " entries", "MiB",
                  summary::of({(j.at("peak_rss_anon_kib").get<double>() - j.at("rss_anon_before_kib").get<double>()) / 1024.0}), j,
