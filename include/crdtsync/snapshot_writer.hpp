@@ -16,8 +16,10 @@
 /// An interrupted transfer resumes from the receiver's checkpoint:
 /// `snapshot_writer{alice, checkpoint}` checks that the checkpoint names a
 /// snapshot of this replica, skips the tables the receiver completed, and
-/// continues the table it was in at its next entry if the replica has not
-/// written anything since (same `position()`), else from that table's start.
+/// continues the table it was in right after the last entry loaded, found by
+/// the checkpoint's key (`lastEntry`), so exactly even if the replica changed
+/// since. A checkpoint without that key resumes by entry index if the replica
+/// wrote nothing since (same `position()`), else from that table's start.
 ///
 /// The writer reads through the replica's store and table list: it must not
 /// outlive the replica, and is used on the replica's thread. A long-lived
