@@ -230,9 +230,7 @@ public:
     /// The persisted exchange state with `peer` (zeros for a new peer).
     [[nodiscard]] peer_state peer(const crdtsync::site_id& peer) const {
         auto r = store_.read();
-        auto v = r.get(detail::layout::peer_key(peer));
-        if (!v || v->size() != 16) return {};
-        return {detail::load_be<std::uint64_t>(*v, 0), detail::load_be<std::uint64_t>(*v, 8)};
+        return read_peer(r, peer);
     }
     /// Records that we applied `peer`'s changes up to its position `pos`.
     void set_peer_received(const crdtsync::site_id& p, std::uint64_t pos) {
@@ -1328,19 +1326,26 @@ private:
         cs.transaction_id = cs.version.transaction_id();
     }
 
+    /// A peer's record as transaction `t` sees it (zeros for a new peer).
+    template <class Txn>
+    static peer_state read_peer(Txn& t, const crdtsync::site_id& p) {
+        auto v = t.get(detail::layout::peer_key(p));
+        if (!v || v->size() != 16) return {};
+        return {detail::load_be<std::uint64_t>(*v, 0), detail::load_be<std::uint64_t>(*v, 8)};
+    }
+    /// Changes a peer's record inside write transaction `w`.
+    template <class Fn>
+    static void update_peer_in(write_txn& w, const crdtsync::site_id& p, Fn&& fn) {
+        peer_state s = read_peer(w, p);
+        fn(s);
+        std::string v;
+        detail::put_be<std::uint64_t>(v, s.received_up_to);
+        detail::put_be<std::uint64_t>(v, s.sent_up_to);
+        w.put(detail::layout::peer_key(p), v);
+    }
     template <class Fn>
     void update_peer(const crdtsync::site_id& p, Fn&& fn) {
-        run_write([&](write_txn& w, pending&) {
-            const auto key = detail::layout::peer_key(p);
-            peer_state s;
-            if (auto v = w.get(key); v && v->size() == 16)
-                s = {detail::load_be<std::uint64_t>(*v, 0), detail::load_be<std::uint64_t>(*v, 8)};
-            fn(s);
-            std::string v;
-            detail::put_be<std::uint64_t>(v, s.received_up_to);
-            detail::put_be<std::uint64_t>(v, s.sent_up_to);
-            w.put(key, v);
-        });
+        run_write([&](write_txn& w, pending&) { update_peer_in(w, p, fn); });
     }
 
     Store& store_;

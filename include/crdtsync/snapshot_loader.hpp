@@ -392,18 +392,8 @@ private:
                 w.put(detail::layout::meta_key("gc-exempt"), v);
                 rep_.gc_exempt_ = {origin, gc_before, rep_.gc_seq_};
             }
-            if (position) {
-                const auto key = detail::layout::peer_key(origin);
-                std::uint64_t received = 0, sent = 0;
-                if (auto v = w.get(key); v && v->size() == 16) {
-                    received = detail::load_be<std::uint64_t>(*v, 0);
-                    sent = detail::load_be<std::uint64_t>(*v, 8);
-                }
-                std::string v;
-                detail::put_be<std::uint64_t>(v, std::max(received, *position));
-                detail::put_be<std::uint64_t>(v, sent);
-                w.put(key, v);
-            }
+            if (position)
+                Replica::update_peer_in(w, origin, [&](peer_state& p) { p.received_up_to = std::max(p.received_up_to, *position); });
             (void)w.erase(state_key());
         });
         removed_ = removed;

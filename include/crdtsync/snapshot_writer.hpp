@@ -200,10 +200,7 @@ private:
 
     /// How far the replica had applied `peer`'s changes, as of the read
     /// transaction.
-    [[nodiscard]] std::uint64_t received_from(const site_id& peer) {
-        auto v = txn_.get(detail::layout::peer_key(peer));
-        return v && v->size() == 16 ? detail::load_be<std::uint64_t>(*v, 0) : 0;
-    }
+    [[nodiscard]] std::uint64_t received_from(const site_id& peer) { return Replica::read_peer(txn_, peer).received_up_to; }
 
     /// The replica's clock as of now, as its own timestamp.
     [[nodiscard]] hlc clock_reading() const {
