@@ -29,6 +29,7 @@
 
 #include <crdtsync/change.hpp>
 #include <crdtsync/detail/layout.hpp>
+#include <crdtsync/detail/storable.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/events.hpp>
 #include <crdtsync/hlc_clock.hpp>
@@ -101,6 +102,10 @@ public:
 
     /// The definitions of every table, ordered by qualified name.
     [[nodiscard]] std::vector<table_def> tables() const {
+        {
+            auto r = store_.read();
+            refresh(r);
+        }
         std::vector<table_def> out;
         for (const auto& t : tables_) out.push_back(t.def);
         std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.qualified_name() < b.qualified_name(); });
@@ -108,6 +113,10 @@ public:
     }
     /// A table's definition, if this replica has the table ("name" or "schema.name").
     [[nodiscard]] std::optional<table_def> find_table(std::string_view name) const {
+        {
+            auto r = store_.read();
+            refresh(r);
+        }
         auto [s, n] = split_name(name);
         if (auto t = lookup(s, n)) return t->def;
         return std::nullopt;
@@ -145,12 +154,14 @@ public:
     /// The visible row with primary key `pk`, all columns (NULL where unset).
     [[nodiscard]] std::optional<row> get(std::string_view table, const row_key& pk) const {
         auto r = store_.read();
+        refresh(r);
         const auto& t = require_table(table);
         return read_row(r, t, encode_row(t, pk).first);
     }
     /// Every visible row of `table`, in primary-key order (collation-folded).
     [[nodiscard]] std::vector<row> rows(std::string_view table) const {
         auto r = store_.read();
+        refresh(r);
         return scan_rows(r, require_table(table));
     }
 
@@ -178,11 +189,12 @@ public:
                                       std::size_t limit = 1000) const {
         delta d;
         d.next_position = position;
+        auto r = store_.read();
+        refresh(r);
         if (position > 0 && position < gc_seq_ && !gc_exempt(peer, position)) {
             d.snapshot_required = true;
             return d;
         }
-        auto r = store_.read();
         std::size_t count = 0;
         std::optional<change_set> current;
         auto close = [&] {
@@ -327,6 +339,7 @@ public:
     /// converged give byte-identical dumps.
     [[nodiscard]] std::string dump() const {
         auto r = store_.read();
+        refresh(r);
         std::vector<const table_state*> order;
         for (const auto& t : tables_) order.push_back(&t);
         std::sort(order.begin(), order.end(), [](auto a, auto b) { return a->def.qualified_name() < b->def.qualified_name(); });
@@ -412,7 +425,7 @@ private:
         crdtsync::site_id peer;
         std::uint64_t from = 0, to = 0;
     };
-    gc_exemption gc_exempt_;
+    mutable gc_exemption gc_exempt_;
     [[nodiscard]] bool gc_exempt(const crdtsync::site_id& peer, std::uint64_t position) const noexcept {
         return gc_exempt_.to != 0 && gc_exempt_.to == gc_seq_ && peer == gc_exempt_.peer && position >= gc_exempt_.from;
     }
@@ -496,42 +509,69 @@ private:
     // ================================================================ open / persist
 
     void open() {
-        bool fresh = false;
         {
             auto r = store_.read();
-            auto fmt = r.get(detail::layout::meta_key("format"));
-            if (!fmt) {
-                fresh = true;
-            } else {
-                if (fmt->size() != 4 || detail::load_be<std::uint32_t>(*fmt) != storage_format_version)
-                    detail::raise(errc::format_version,
-                                  "the store holds crdtsync format version " +
-                                      (fmt->size() == 4 ? std::to_string(detail::load_be<std::uint32_t>(*fmt)) : std::string("(unreadable)")) +
-                                      ", this library reads version " + std::to_string(storage_format_version));
+            if (check_format(r)) {
+                load_state(r);
+                return;
             }
         }
-        if (fresh) {
-            site_ = opts_.site ? *opts_.site : crdtsync::site_id::generate();
-            auto w = store_.write();
+        // A new store. Another process may be creating it at this moment:
+        // decide and write in one write transaction, so the store ends with
+        // one site id and every opener reads that one.
+        auto w = store_.write();
+        if (!check_format(w)) {
             std::string v;
             detail::put_be<std::uint32_t>(v, storage_format_version);
             w.put(detail::layout::meta_key("format"), v);
-            w.put(detail::layout::meta_key("site"), site_.view());
+            w.put(detail::layout::meta_key("site"), (opts_.site ? *opts_.site : crdtsync::site_id::generate()).view());
             w.commit();
+            load_state();
+            return;
         }
-        load_state();
+        load_state(w);
+    }
+
+    /// True when the store holds a replica of this format; false when it is
+    /// empty. \throws storage_error (`errc::format_version`) otherwise.
+    template <class Txn>
+    static bool check_format(Txn& t) {
+        auto fmt = t.get(detail::layout::meta_key("format"));
+        if (!fmt) return false;
+        if (fmt->size() != 4 || detail::load_be<std::uint32_t>(*fmt) != storage_format_version)
+            detail::raise(errc::format_version,
+                          "the store holds crdtsync format version " +
+                              (fmt->size() == 4 ? std::to_string(detail::load_be<std::uint32_t>(*fmt)) : std::string("(unreadable)")) +
+                              ", this library reads version " + std::to_string(storage_format_version));
+        return true;
     }
 
     // Reads every in-memory mirror of the store (after open, and after an
     // aborted transaction so nothing of it survives in memory).
-    void load_state() {
+    void load_state() const {
         auto r = store_.read();
+        load_state(r);
+    }
+
+    /// Brings the in-memory mirrors up to the store as transaction `t` sees
+    /// it. Another process may have committed to the same store (LMDB is a
+    /// multi-process store): every commit bumps the generation counter, so a
+    /// transaction that finds another generation than the one mirrored
+    /// re-reads them before it uses the sequence, the clock or the tables.
+    template <class Txn>
+    void refresh(Txn& t) const {
+        if (read_u64(t, "gen") != gen_) load_state(t);
+    }
+
+    template <class Txn>
+    void load_state(Txn& r) const {
         auto s = r.get(detail::layout::meta_key("site"));
         if (!s) detail::raise(errc::storage, "the store has a format version but no site id");
         site_ = crdtsync::site_id::from_bytes(*s);
         hlc last{};
         if (auto c = r.get(detail::layout::meta_key("clock"))) last = hlc::from_bytes(*c);
         clock_ = hlc_clock<Clock>(site_, physical_, static_cast<std::uint64_t>(opts_.max_drift.count()), last);
+        gen_ = read_u64(r, "gen");
         last_seq_ = read_u64(r, "seq");
         gc_seq_ = read_u64(r, "gc");
         gc_exempt_ = {};
@@ -554,6 +594,9 @@ private:
     }
     void persist_counters(write_txn& w) {
         std::string v;
+        detail::put_be<std::uint64_t>(v, ++gen_);
+        w.put(detail::layout::meta_key("gen"), v);
+        v.clear();
         clock_.last().append_bytes(v);
         w.put(detail::layout::meta_key("clock"), v);
         v.clear();
@@ -633,6 +676,7 @@ private:
             {
                 auto w = store_.write();
                 try {
+                    refresh(w);
                     body(w, ev);
                     persist_counters(w);
                     w.commit();
@@ -681,29 +725,77 @@ private:
     /// Appends the encoded key suffix to `folded`; sets `original` as
     /// `encode_row` does.
     void encode_row_to(const table_state& t, const row_key& pk, std::string& folded, std::string& original) const {
-        const auto& kc = t.def.key_columns();
+        encode_key(t.def, t.folds, pk, folded, original);
+    }
+    static void encode_key(const table_def& def, bool folds, const row_key& pk, std::string& folded, std::string& original) {
+        const auto& kc = def.key_columns();
         if (pk.size() != kc.size())
-            detail::raise(errc::invalid_key, "table " + t.def.qualified_name() + " has a primary key of " + std::to_string(kc.size()) +
+            detail::raise(errc::invalid_key, "table " + def.qualified_name() + " has a primary key of " + std::to_string(kc.size()) +
                                                  " column(s), got a key of " + std::to_string(pk.size()) + " value(s)");
         original.clear();
         bool changed = false;
         for (std::size_t i = 0; i < kc.size(); ++i) {
             if (pk[i].is_null())
-                detail::raise(errc::invalid_key, "table " + t.def.qualified_name() + ": primary key column \"" +
-                                                     t.def.columns()[kc[i]].name + "\" cannot be NULL");
-            if (t.folds) {
-                auto v = t.def.coerce(kc[i], pk[i]);
-                auto id = t.def.key_identity(kc[i], v);
+                detail::raise(errc::invalid_key, "table " + def.qualified_name() + ": primary key column \"" +
+                                                     def.columns()[kc[i]].name + "\" cannot be NULL");
+            if (folds) {
+                auto v = def.coerce(kc[i], pk[i]);
+                auto id = def.key_identity(kc[i], v);
                 changed = changed || !(id == v);
                 key_codec::append(folded, id);
                 key_codec::append(original, v);
-            } else if (t.def.coerces(kc[i], pk[i])) {
-                key_codec::append(folded, t.def.coerce(kc[i], pk[i]));
+            } else if (def.coerces(kc[i], pk[i])) {
+                key_codec::append(folded, def.coerce(kc[i], pk[i]));
             } else {
                 key_codec::append(folded, pk[i]);
             }
         }
         if (!changed) original.clear();
+    }
+
+    // ================================================================ key size
+
+    /// The longest encoded primary key (row key suffix) the store holds, 0
+    /// for no limit. A row's longest derived key is its tombstone's arrival
+    /// index entry: 'x' u64 created, then the row key ('r' u32 table,
+    /// suffix). Checking that one at insert means that a row that could be
+    /// inserted can always be updated and deleted, here and at every peer
+    /// on the same kind of store.
+    static std::size_t max_key_suffix(Store& s) {
+        if constexpr (requires { { s.max_key_size() } -> std::convertible_to<std::size_t>; }) {
+            const std::size_t overhead = 1 + 8 + 1 + 4;
+            const std::size_t m = s.max_key_size();
+            return m > overhead ? m - overhead : 1;
+        } else {
+            return 0;
+        }
+    }
+    /// Refuses (in validation) a fact whose row key the store cannot hold.
+    /// An upper bound of the size is summed first; the key is encoded only
+    /// when the bound is over the limit (or a number changes form).
+    template <class Fact>
+    void check_key_size(const table_def& def, const Fact& f) {
+        const auto& kc = def.key_columns();
+        const bool folds = def.folds_keys();
+        std::size_t bound = 0;
+        bool exact = false;
+        for (std::size_t k = 0; k < kc.size(); ++k) {
+            const value& v = f.pk[k];
+            bound += key_codec::encoded_size(v);
+            if (const auto* text = v.get_if<std::string>(); text && folds) bound += text->size() / 2 + 1; // folding may grow text
+            exact = exact || def.coerces(kc[k], v);
+        }
+        if (bound <= max_key_ && !exact) return;
+        std::string folded, original;
+        encode_key(def, folds, f.pk, folded, original);
+        if (folded.size() > max_key_) reject_fact(fact_problem::key_size, f.schema, f.table, {}, folded.size(), max_key_);
+    }
+    /// Refuses a key value no replica can store as given (see detail/storable.hpp);
+    /// numbers change form in `encode_key`, JSON keys must be canonical already.
+    static void check_key_value(const table_def& def, std::size_t col, const value& v) {
+        std::optional<value> scratch;
+        if (detail::storable(def, col, v, scratch) != &v && v.kind() == value_kind::json)
+            detail::refuse_value(def, col, "a JSON key value must be in canonical form, " + scratch->get_if<json_text>()->text.substr(0, 60));
     }
 
     struct cell_view {
@@ -915,7 +1007,19 @@ private:
         // older version, so it dropped ours (a delete it pruned): take its.
         const bool dropped = cell && sweep_ && h < cell->version && sweep_->covers(cell->seq, cell->version);
         if (cell && !dropped) {
-            if (h <= cell->version) {
+            // Two different facts under one HLC (a faulty or hostile peer
+            // reused it): the greater value wins in every order, so the
+            // merge stays a join, and it counts as a conflict.
+            const bool tie = h == cell->version && !local && !(cell->val == v);
+            if (tie) {
+                const bool ours = v < cell->val;
+                if (c) *c = conflict{{}, {}, {}, {}, cell->val, cell->version, v, h, ours ? conflict_winner::local : conflict_winner::remote};
+                if (ours) {
+                    if (sweep_) restamp(img, cell->seq, cell->version);
+                    return outcome::conflict_local;
+                }
+                result = outcome::conflict_remote;
+            } else if (h <= cell->version) {
                 if (sweep_) restamp(img, cell->seq, cell->version); // the snapshot names this cell: keep it
                 if (h == cell->version || local) return outcome::skipped;
                 // Our value overwrote exactly the incoming one: no conflict.
@@ -924,7 +1028,7 @@ private:
                 if (c) *c = conflict{{}, {}, {}, {}, cell->val, cell->version, v, h, conflict_winner::local};
                 return outcome::conflict_local;
             }
-            if (!local && cell->version.site != h.site && !(prior && *prior >= cell->version) && !(cell->val == v)) {
+            if (!tie && !local && cell->version.site != h.site && !(prior && *prior >= cell->version) && !(cell->val == v)) {
                 if (c) *c = conflict{{}, {}, {}, {}, cell->val, cell->version, v, h, conflict_winner::remote};
                 result = outcome::conflict_remote;
             }
@@ -1132,8 +1236,7 @@ private:
                 const auto col = where.live ? where.column : *t.def.find_column(cc->column);
                 row_image& img = at_row(w, t, cc->pk);
                 if (want_conflicts) cf.emplace();
-                std::optional<value> coerced; // only an integer for a REAL column needs a copy
-                const value& v = t.def.coerces(col, cc->val) ? coerced.emplace(t.def.coerce(col, cc->val)) : cc->val;
+                const value& v = where.val ? *where.val : cc->val;
                 o = put_cell(img, col, v, cc->version, cc->prior_version, cc->prior_value, cur_original_, false,
                              want_conflicts ? &*cf : nullptr);
                 if (want_conflicts && (o == outcome::conflict_local || o == outcome::conflict_remote)) {
@@ -1181,6 +1284,7 @@ private:
         std::size_t table = 0;
         std::size_t column = 0;
         bool live = false;
+        std::optional<value> val; // the value to store, when it is not the fact's own (detail/storable.hpp)
     };
 
     /// What validating the previous fact of a change set resolved: the facts
@@ -1195,7 +1299,7 @@ private:
     };
 
     /// What makes validation refuse a fact.
-    enum class fact_problem { unknown_table, unknown_column, key_arity, null_key };
+    enum class fact_problem { unknown_table, unknown_column, key_arity, null_key, key_size };
 
     /// Refuses a fact, naming the problem as the rejection reports it: the
     /// names are built only here, out of the validation loop's way.
@@ -1214,6 +1318,9 @@ private:
             detail::raise(errc::invalid_key, "change for table " + qualified + " has a key of " + std::to_string(key_size) +
                                                  " value(s), the table's primary key has " + std::to_string(want));
         case fact_problem::null_key: break;
+        case fact_problem::key_size:
+            detail::raise(errc::constraint, "change for table " + qualified + " has a primary key of " + std::to_string(key_size) +
+                                                " bytes encoded; this store holds keys of at most " + std::to_string(want) + " bytes");
         }
         detail::raise(errc::invalid_key, "change for table " + qualified + " has a NULL key value");
     }
@@ -1239,6 +1346,7 @@ private:
                 if (!def) reject_fact(fact_problem::unknown_table, f.schema, f.table);
                 memo = validation_memo{f.schema, f.table, def, where, 0};
             }
+            where.val.reset();
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
                 const auto& cols = def->columns();
                 std::optional<std::size_t> col;
@@ -1249,11 +1357,16 @@ private:
                 if (!col) reject_fact(fact_problem::unknown_column, f.schema, f.table, f.column);
                 where.column = *col;
                 memo.next_column = *col + 1 == cols.size() ? 0 : *col + 1;
+                if (detail::storable(*def, *col, f.val, where.val) == &f.val) where.val.reset();
             }
             const auto& kc = def->key_columns();
             if (f.pk.size() != kc.size()) reject_fact(fact_problem::key_arity, f.schema, f.table, {}, f.pk.size(), kc.size());
-            for (const auto& v : f.pk)
+            for (std::size_t k = 0; k < kc.size(); ++k) {
+                const auto& v = f.pk[k];
                 if (v.is_null()) reject_fact(fact_problem::null_key, f.schema, f.table);
+                if (v.kind() >= value_kind::real) check_key_value(*def, kc[k], v);
+            }
+            if (max_key_ != 0) check_key_size(*def, f);
         };
         // Dispatched by hand: std::visit's table costs more than the test.
         if (const auto* cc = std::get_if<column_change>(&c)) check(*cc);
@@ -1350,19 +1463,23 @@ private:
 
     Store& store_;
     replica_options opts_;
-    hlc_clock<Clock> clock_;
+    // Mirrors of the store's state, `mutable`: a read may find that another
+    // process committed and re-read them (`refresh`).
+    mutable hlc_clock<Clock> clock_;
     mutable Clock physical_;
-    crdtsync::site_id site_;
-    std::uint64_t last_seq_ = 0;
-    std::uint64_t gc_seq_ = 0;
-    std::uint32_t next_table_id_ = 1;
-    std::vector<table_state> tables_;
+    mutable crdtsync::site_id site_;
+    mutable std::uint64_t gen_ = 0; // the store's commit generation the mirrors are at
+    mutable std::uint64_t last_seq_ = 0;
+    mutable std::uint64_t gc_seq_ = 0;
+    mutable std::uint32_t next_table_id_ = 1;
+    mutable std::vector<table_state> tables_;
     mutable std::size_t last_lookup_ = 0;
     row_image cur_;       // the row the merge is at
     const row_key* cur_pk_ = nullptr; // its key as the change set spells it (the set outlives the row's turn)
     std::string cur_original_;
     std::string rec_buf_, log_buf_;
     std::string failing_table_, failing_column_;
+    std::size_t max_key_ = max_key_suffix(store_); // 0: no limit
     std::vector<resolved_fact> resolved_; // per fact of the change set being applied
     listener_id next_listener_ = 0;
     listeners<void(const local_change&)> local_listeners_;
@@ -1392,14 +1509,16 @@ public:
             (void)r_.put_migration(w_, m);
             cs_.migrations.push_back(std::move(m));
         }
-        /// Adds a nullable column to a table (an `add_column` migration).
+        /// Adds a nullable column to a table. It travels as Quereus sends
+        /// ADD COLUMN: an `alter_column` migration carrying the `ALTER TABLE
+        /// ... ADD COLUMN ...` text (`add_column` is accepted on input too).
         void add_column(std::string_view table, column_def col) {
             const auto& t = r_.require_table(table);
             if (!col.nullable) detail::raise(errc::schema, "an added column must be nullable: existing rows have no value for it");
             if (t.def.find_column(col.name))
                 detail::raise(errc::schema, "table " + t.def.qualified_name() + " already has a column \"" + col.name + "\"");
             schema_migration m;
-            m.type = migration_kind::add_column;
+            m.type = migration_kind::alter_column;
             m.schema = t.def.schema_name();
             m.table = t.def.name();
             m.ddl = t.def.add_column_to_ddl(col);
@@ -1419,7 +1538,7 @@ public:
             std::vector<value> full(cols.size());
             for (const auto& [name, v] : values) {
                 const auto i = t.def.column_index(name);
-                full[i] = t.def.coerce(i, v);
+                full[i] = detail::storable_copy(t.def, i, v);
             }
             insert_full(t, std::move(full));
         }
@@ -1439,7 +1558,7 @@ public:
             bool key_changes = false, key_respelled = false;
             for (const auto& [name, v0] : changes) {
                 const auto i = t.def.column_index(name);
-                auto v = t.def.coerce(i, v0);
+                auto v = detail::storable_copy(t.def, i, v0);
                 check_null(t, i, v);
                 const value current = s.cells[i] ? s.cells[i]->val : value{};
                 if (current == v) continue;
@@ -1519,6 +1638,10 @@ public:
             row_key pk;
             for (auto k : t.def.key_columns()) pk.push_back(full[k]);
             auto [suffix, original] = r_.encode_row(t, pk);
+            if (r_.max_key_ != 0 && suffix.size() > r_.max_key_)
+                detail::raise(errc::constraint, "table " + t.def.qualified_name() + ": the primary key is " + std::to_string(suffix.size()) +
+                                                    " bytes encoded; this store holds primary keys of at most " +
+                                                    std::to_string(r_.max_key_) + " bytes encoded");
             row_image img;
             r_.load_row(w_, t, suffix, img);
             const auto s = r_.state_of(t, img);

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -21,8 +23,10 @@
 namespace crdtsync {
 CRDTSYNC_BEGIN_NAMESPACE
 
-/// Declared column type. Values are stored as given, except that an integer
-/// written to a REAL column becomes a real (the Quereus wire sends 2.0 as 2).
+/// Declared column type. Values are stored as given, except for numbers,
+/// which are stored as they read back from the wire (see `table_def::coerce`):
+/// an integer written to a REAL column becomes a real (the Quereus wire sends
+/// 2.0 as 2), a real 2.0 written to any other column becomes the integer 2.
 enum class column_type : std::uint8_t { any, integer, real, text, blob, boolean, json };
 
 /// Key collation: how primary-key text values are compared, and so which
@@ -123,16 +127,46 @@ public:
         if (key_.empty()) detail::raise(errc::schema, "table " + qualified_name() + " has no primary key");
     }
 
-    /// True when `coerce(i, v)` differs from `v`.
+    /// True when `coerce(i, v)` differs from `v` (or refuses it).
     [[nodiscard]] bool coerces(std::size_t i, const value& v) const noexcept {
-        return columns_[i].type == column_type::real && v.kind() == value_kind::integer;
-    }
-    /// The value as stored in column `i`: an integer in a REAL column becomes a real.
-    [[nodiscard]] value coerce(std::size_t i, value v) const {
-        if (columns_[i].type == column_type::real) {
-            if (auto p = v.get_if<std::int64_t>()) return value{static_cast<double>(*p)};
+        switch (v.kind()) {
+        case value_kind::integer:
+        case value_kind::big_integer: return columns_[i].type == column_type::real;
+        case value_kind::real: {
+            const double d = *v.get_if<double>();
+            if (!std::isfinite(d) || (d == 0 && std::signbit(d))) return true;
+            return columns_[i].type != column_type::real && d == std::trunc(d) && d >= -0x1p63 && d < 0x1p64;
         }
-        return v;
+        default: return false;
+        }
+    }
+    /// The value as column `i` stores it, which is the value every replica
+    /// stores after it crossed the wire (JSON has one number type, and
+    /// JavaScript writes -0 as 0): in a REAL column an integer or big
+    /// integer becomes the nearest real; in any other column a real with an
+    /// integral value within 64 bits becomes that integer; -0.0 becomes 0.0.
+    /// \throws parse_error (`errc::invalid_value`) for an infinite real (or a
+    /// big integer beyond the REAL range): the wire cannot carry it (Quereus
+    /// writes null), so no replica stores it. NaN is already null (`value`).
+    [[nodiscard]] value coerce(std::size_t i, value v) const {
+        if (!coerces(i, v)) return v;
+        const bool real_column = columns_[i].type == column_type::real;
+        if (auto p = v.get_if<std::int64_t>()) return value{static_cast<double>(*p)};
+        if (auto b = v.get_if<big_integer>()) {
+            const double d = std::strtod(b->text().c_str(), nullptr);
+            if (!std::isfinite(d))
+                detail::raise(errc::invalid_value, "column \"" + columns_[i].name + "\" of table " + qualified_name() +
+                                                       " is REAL and the integer " + b->text().substr(0, 40) +
+                                                       (b->text().size() > 40 ? "..." : "") + " is beyond the range of a real");
+            return value{d};
+        }
+        const double d = *v.get_if<double>();
+        if (!std::isfinite(d))
+            detail::raise(errc::invalid_value, "column \"" + columns_[i].name + "\" of table " + qualified_name() +
+                                                   ": an infinite real cannot be replicated (the wire carries it as null)");
+        if (real_column || d != std::trunc(d)) return value{0.0}; // only -0.0 comes here
+        if (d < 0x1p63) return value{static_cast<std::int64_t>(d)};
+        return value{static_cast<std::uint64_t>(d)}; // a big integer
     }
     /// The value that decides key identity under column `i`'s collation.
     [[nodiscard]] value key_identity(std::size_t i, value v) const {

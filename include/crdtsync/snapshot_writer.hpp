@@ -186,6 +186,7 @@ private:
 
     void start() {
         if (chunk_ == 0) detail::raise(errc::invalid_argument, "a snapshot chunk must hold at least one entry");
+        rep_.refresh(txn_);
         tables_ = rep_.tables_;
         std::sort(tables_.begin(), tables_.end(),
                   [](const auto& a, const auto& b) { return a.def.qualified_name() < b.def.qualified_name(); });

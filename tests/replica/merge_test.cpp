@@ -379,13 +379,38 @@ TEST_CASE_TEMPLATE("concurrent edits: columns, HLC order, site tie break", Env, 
         CHECK(again.conflicts == 0);
         CHECK(again.transactions == 1);
         CHECK(events == 0);
-        // Even a (malformed) redelivery with another value at the same HLC.
+    }
+    SUBCASE("two different facts under one HLC: the greater value wins in both orders, as a conflict") {
+        // A faulty or hostile peer reuses an HLC with another value.
+        const auto w = change_set_builder{at(epoch_ms + 50, 0, site_of(0x30))}.set("items", item_key(1, "x"), "b", value{"w"}).build();
         auto forged = w;
         std::get<column_change>(forged.changes[0]).val = value{"other"};
+        REQUIRE(alice->apply(w).rejected.empty());
+        std::vector<crdtsync::conflict> seen;
+        alice->on_conflict([&](const crdtsync::conflict& c) { seen.push_back(c); });
         const auto r = alice->apply(forged);
-        CHECK(r.skipped == 1);
-        CHECK(r.conflicts == 0);
+        CHECK(r.conflicts == 1);
+        CHECK(r.applied == 0);
+        REQUIRE(seen.size() == 1);
+        CHECK(seen[0].winner == crdtsync::conflict_winner::local);
         CHECK(alice->get("items", item_key(1, "x"))->at("b") == value{"w"});
+        // The other order: "w" > "other", so "w" replaces it.
+        REQUIRE(bob->apply(forged).rejected.empty());
+        std::vector<crdtsync::conflict> bob_seen;
+        bob->on_conflict([&](const crdtsync::conflict& c) { bob_seen.push_back(c); });
+        const auto r2 = bob->apply(w);
+        CHECK(r2.conflicts == 1);
+        REQUIRE(bob_seen.size() == 1);
+        CHECK(bob_seen[0].winner == crdtsync::conflict_winner::remote);
+        CHECK(bob->get("items", item_key(1, "x"))->at("b") == value{"w"});
+        // Both hold the same state after exchanging the rest.
+        (void)alice->apply(changes_of(*bob, bob_pos, alice->site_id()));
+        (void)bob->apply(changes_of(*alice, alice_pos, bob->site_id()));
+        CHECK(alice->dump() == bob->dump());
+        // And a redelivery of either is then idempotent.
+        CHECK(alice->apply(forged).applied == 0);
+        CHECK(bob->apply(forged).applied == 0);
+        CHECK(alice->dump() == bob->dump());
     }
 }
 

@@ -59,6 +59,7 @@
 #include <crdtsync/change.hpp>
 #include <crdtsync/detail/base64.hpp>
 #include <crdtsync/detail/endian.hpp>
+#include <crdtsync/detail/utf8.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/hlc.hpp>
 #include <crdtsync/message.hpp>
@@ -198,27 +199,7 @@ inline void append_integer(std::string& out, Int i) {
     out.append(buf, res.ptr);
 }
 
-/// Length of the valid UTF-8 sequence starting at `s[i]` (a byte >= 0x80), or
-/// 0 if it is malformed (overlong, surrogate, beyond U+10FFFF, truncated).
-inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
-    const auto b = [&](std::size_t j) { return static_cast<unsigned char>(s[j]); };
-    const unsigned char c = b(i);
-    const auto cont = [&](std::size_t j) { return j < s.size() && (b(j) & 0xC0) == 0x80; };
-    if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (!cont(i + 1) || !cont(i + 2)) return 0;
-        if (c == 0xE0 && b(i + 1) < 0xA0) return 0; // overlong
-        if (c == 0xED && b(i + 1) > 0x9F) return 0; // UTF-16 surrogate
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
-        if (c == 0xF0 && b(i + 1) < 0x90) return 0; // overlong
-        if (c == 0xF4 && b(i + 1) > 0x8F) return 0; // beyond U+10FFFF
-        return 4;
-    }
-    return 0;
-}
+using ::crdtsync::detail::utf8_sequence_length;
 
 /// Appends `s` as a quoted JSON string with JSON.stringify's escapes.
 /// \throws parse_error (`errc::invalid_value`) if `s` is not valid UTF-8.
@@ -380,18 +361,9 @@ public:
 
 private:
     static void check_utf8(std::string_view s) {
-        for (std::size_t i = 0; i < s.size();) {
-            if (static_cast<unsigned char>(s[i]) < 0x80) {
-                ++i;
-                continue;
-            }
-            const std::size_t n = utf8_sequence_length(s, i);
-            if (n == 0)
-                ::crdtsync::detail::raise(errc::invalid_value,
-                                          "text is not valid UTF-8 (byte " + std::to_string(i) +
-                                              "), it cannot travel in JSON");
-            i += n;
-        }
+        if (const auto i = ::crdtsync::detail::utf8_invalid_at(s); i != s.size())
+            ::crdtsync::detail::raise(errc::invalid_value,
+                                      "text is not valid UTF-8 (byte " + std::to_string(i) + "), it cannot travel in JSON");
     }
     json& place(json&& v) {
         if (stack_.empty()) {
@@ -516,6 +488,7 @@ struct number_token {
     std::uint64_t u = 0;
     double d = 0;
     std::string_view text;
+    bool beyond_64_bits = false; ///< an integer written out that no 64-bit integer holds
 };
 
 class reader {
@@ -1045,6 +1018,7 @@ private:
                 return t;
             }
             // Beyond 64 bits: a double, as every JSON reader does.
+            t.beyond_64_bits = true;
         }
         t.kind = number_token::real;
         if (exact_decimal(int_start, int_end, frac_start, frac_end, exp10, negative, t.d)) return t;
@@ -1537,7 +1511,9 @@ void make_number_value(const number_token& n, Make&& make) {
     }
     const double d = n.d;
     if (!std::isfinite(d)) return make(nullptr); // NaN and infinities are null on the wire
-    if (d != std::trunc(d) || d < -0x1p63 || d >= 0x1p64) return make(d);
+    // An integer beyond 64 bits stays the real it rounds to, even when that
+    // real is -2^63 (-9223372036854775809 is no int64).
+    if (d != std::trunc(d) || d < -0x1p63 || d >= 0x1p64 || n.beyond_64_bits) return make(d);
     if (d < 0x1p63) return make(static_cast<std::int64_t>(d));
     make(static_cast<std::uint64_t>(d));
 }
@@ -3178,6 +3154,19 @@ template <wire_type T>
 [[nodiscard]] std::string encode(const T& x) {
     detail::text_sink s;
     detail::write(s, x);
+    return std::move(s.out);
+}
+
+/// The text of a JSON cell value as it travels, and so as every replica
+/// stores it: compact, members sorted by name, numbers and strings as
+/// JSON.stringify writes them. A replica stores JSON cells in this form.
+/// \throws parse_error (`errc::invalid_value`) when `text` is not a JSON
+/// object or array, nests deeper than `decode_options::max_depth`, or is an
+/// object with a `__bin` or `__bigint` member (it would read back as a blob
+/// or a big integer).
+[[nodiscard]] inline std::string canonical_json_cell(const json_text& cell) {
+    detail::text_sink s;
+    detail::write_json_value(s, cell);
     return std::move(s.out);
 }
 
