@@ -36,6 +36,7 @@ enum class errc : int {
     limit_exceeded = 17,    ///< wire input exceeds a configured size or depth bound
     snapshot_required = 18, ///< delta sync impossible, the peer must take a snapshot
     snapshot = 19,          ///< a snapshot stream is out of order, inconsistent, or not this replica's to resume
+    corrupt = 20,           ///< the store's file is damaged (truncated, overwritten): restore it or re-bootstrap
 };
 
 /// Short, stable name of a code (`"clock_drift"`), for logs and wire errors.
@@ -60,6 +61,7 @@ enum class errc : int {
     case errc::limit_exceeded: return "limit_exceeded";
     case errc::snapshot_required: return "snapshot_required";
     case errc::snapshot: return "snapshot";
+    case errc::corrupt: return "corrupt";
     }
     return "unknown";
 }
@@ -123,7 +125,8 @@ namespace detail {
     case errc::clock_overflow: throw clock_error(code, message);
     case errc::storage:
     case errc::storage_full:
-    case errc::format_version: throw storage_error(code, message);
+    case errc::format_version:
+    case errc::corrupt: throw storage_error(code, message);
     case errc::unknown_table:
     case errc::unknown_column:
     case errc::schema_mismatch:

@@ -34,7 +34,7 @@ TEST_CASE("version: the header agrees with the build") {
 
 TEST_CASE("error: every code has a distinct stable name") {
     std::set<std::string_view> names;
-    for (int c = 1; c <= 19; ++c) {
+    for (int c = 1; c <= 20; ++c) {
         CAPTURE(c);
         const auto name = crdtsync::to_string(static_cast<errc>(c));
         CHECK(name != "unknown");
@@ -49,6 +49,8 @@ TEST_CASE("error: every code has a distinct stable name") {
     CHECK(static_cast<int>(errc::snapshot_required) == 18);
     CHECK(static_cast<int>(errc::snapshot) == 19);
     CHECK(crdtsync::to_string(errc::snapshot) == "snapshot");
+    CHECK(static_cast<int>(errc::corrupt) == 20);
+    CHECK(crdtsync::to_string(errc::corrupt) == "corrupt");
     CHECK(crdtsync::to_string(static_cast<errc>(0)) == "unknown");
     CHECK(crdtsync::to_string(static_cast<errc>(999)) == "unknown");
 }
@@ -81,7 +83,7 @@ TEST_CASE("error: raise picks the exception type from the code") {
         CHECK_FALSE(raises_as<crdtsync::usage_error>(c));
     }
     for (errc c : {errc::clock_drift, errc::clock_overflow}) CHECK(raises_as<crdtsync::clock_error>(c));
-    for (errc c : {errc::storage, errc::storage_full, errc::format_version})
+    for (errc c : {errc::storage, errc::storage_full, errc::format_version, errc::corrupt})
         CHECK(raises_as<crdtsync::storage_error>(c));
     for (errc c : {errc::unknown_table, errc::unknown_column, errc::schema_mismatch, errc::schema})
         CHECK(raises_as<crdtsync::schema_error>(c));
@@ -91,7 +93,7 @@ TEST_CASE("error: raise picks the exception type from the code") {
     CHECK(raises_as<crdtsync::usage_error>(errc::invalid_argument));
     CHECK_FALSE(raises_as<crdtsync::parse_error>(errc::invalid_argument));
     // Every error is a crdtsync::error and a std::runtime_error.
-    for (int c = 1; c <= 19; ++c) {
+    for (int c = 1; c <= 20; ++c) {
         CAPTURE(c);
         CHECK(raises_as<crdtsync::error>(static_cast<errc>(c)));
         CHECK_THROWS_AS(detail::raise(static_cast<errc>(c), "x"), std::runtime_error);

@@ -1,9 +1,16 @@
 // The store models: the conformance laws over each, and what is particular
 // to each (memory: version bookkeeping; LMDB: map growth, reopening, sync
-// modes, key limits, errors; the fault-injecting decorator).
+// modes, key limits, errors, damaged files, a full disk; the
+// fault-injecting decorator).
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <new>
 #include <memory>
@@ -29,6 +36,11 @@
 #include <laws/store_laws.hpp>
 
 #include <stdlib.h> // mkdtemp
+#if defined(CRDTSYNC_TEST_LMDB) && defined(__linux__)
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#endif
 
 // Allocation failures on demand: while `fail_allocation_in` is n > 0, the
 // n-th allocation from now throws std::bad_alloc (then it disarms). This
@@ -47,6 +59,48 @@ void* operator new(std::size_t n) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+#if defined(CRDTSYNC_TEST_LMDB) && defined(__linux__)
+#define CRDTSYNC_TEST_WRITE_FAULTS 1
+// Write failures on demand, for a full disk without filling one: this
+// program defines `pwrite` and `writev`, which liblmdb calls to write pages
+// and metadata, so its calls land here (the executable's definitions come
+// first in symbol lookup). Unarmed they are the system calls. The assembler
+// names are explicit because <unistd.h> renames `pwrite` to `pwrite64` in a
+// build with 64-bit file offsets, and liblmdb calls `pwrite`.
+namespace {
+enum class write_fault { none, fail, short_write };
+write_fault write_fault_mode = write_fault::none;
+int write_fault_errno = 0;
+int write_fault_hits = 0;
+} // namespace
+extern "C" ssize_t crdtsync_test_pwrite(int fd, const void* buf, std::size_t n, off_t off) __asm__("pwrite");
+extern "C" ssize_t crdtsync_test_pwrite(int fd, const void* buf, std::size_t n, off_t off) {
+    if (write_fault_mode == write_fault::fail) {
+        ++write_fault_hits;
+        errno = write_fault_errno;
+        return -1;
+    }
+    if (write_fault_mode == write_fault::short_write && n > 1) {
+        ++write_fault_hits;
+        n /= 2; // what write(2) returns when the disk fills midway
+    }
+    return static_cast<ssize_t>(::syscall(SYS_pwrite64, fd, buf, n, off));
+}
+extern "C" ssize_t crdtsync_test_writev(int fd, const struct iovec* iov, int count) __asm__("writev");
+extern "C" ssize_t crdtsync_test_writev(int fd, const struct iovec* iov, int count) {
+    if (write_fault_mode == write_fault::fail) {
+        ++write_fault_hits;
+        errno = write_fault_errno;
+        return -1;
+    }
+    if (write_fault_mode == write_fault::short_write && count > 0 && iov[0].iov_len > 1) {
+        ++write_fault_hits;
+        return static_cast<ssize_t>(::syscall(SYS_write, fd, iov[0].iov_base, iov[0].iov_len / 2));
+    }
+    return static_cast<ssize_t>(::syscall(SYS_writev, fd, iov, count));
+}
+#endif
 
 using crdtsync::testing::laws::commit_all;
 using crdtsync::testing::laws::entries;
@@ -857,5 +911,339 @@ TEST_CASE("lmdb_store: faulty_store over LMDB: a fault leaves the file unchanged
     crdtsync::lmdb_store reopened{path};
     CHECK(scan_all(reopened.read()) == entries{{"a", "1"}});
 }
+
+// ------------------------------------------------ LMDB: damaged files
+
+namespace store_tests {
+
+/// What `many_pages` wrote and what LMDB says of the file.
+struct lmdb_file {
+    entries data;
+    std::size_t page = 0;     // LMDB's page size
+    std::size_t required = 0; // (last page + 1) * page: what the file must hold
+};
+
+/// A closed LMDB file of many pages (about 90) at `path`: 3000 rows of 100 bytes.
+inline lmdb_file many_pages(const std::string& path) {
+    lmdb_file f;
+    for (int i = 0; i < 3000; ++i) f.data.emplace_back(numbered("row", 100000 + i), std::string(100, 'r'));
+    crdtsync::lmdb_store store{path};
+    commit_all(store, f.data);
+    MDB_stat st{};
+    MDB_envinfo info{};
+    REQUIRE(mdb_env_stat(store.native_handle(), &st) == MDB_SUCCESS);
+    REQUIRE(mdb_env_info(store.native_handle(), &info) == MDB_SUCCESS);
+    f.page = st.ms_psize;
+    f.required = (info.me_last_pgno + 1) * f.page;
+    REQUIRE(info.me_last_pgno > 50);
+    REQUIRE(std::filesystem::file_size(path) == f.required);
+    return f;
+}
+
+/// "(4096 bytes)", as the size appears in messages. (Appended: g++ 12
+/// warns wrongly on `"(" + std::to_string(n)`, GCC bug 105329.)
+inline std::string exact_size(std::size_t n) {
+    std::string out = "(";
+    out += std::to_string(n);
+    out += " bytes)";
+    return out;
+}
+
+inline std::string file_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void write_file(const std::string& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+/// A store in `dir` opens, commits and reads back: what a failure before it
+/// must not have broken.
+inline void another_store_works(const temp_dir& dir) {
+    static int n = 0;
+    crdtsync::lmdb_store store{(dir.path() / (numbered("healthy", ++n) + ".mdb")).string()};
+    commit_all(store, {{"k", "v"}});
+    CHECK(owned(store.read().get("k")) == "v");
+}
+
+/// Opening `path` and reading it throws storage_error with errc::corrupt,
+/// leaves the file as it was, and leaves nothing behind: opening it again
+/// fails the same way (not as "already open"), and other stores work.
+/// Returns the message.
+inline std::string open_fails_corrupt(const temp_dir& dir, const std::string& path) {
+    const std::string before = file_bytes(path);
+    std::string message;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        CAPTURE(attempt);
+        try {
+            crdtsync::lmdb_store store{path};
+            (void)scan_all(store.read());
+            FAIL("a damaged file opened and read");
+        } catch (const crdtsync::storage_error& e) {
+            CHECK(e.code() == crdtsync::errc::corrupt);
+            CHECK(std::string(e.what()).find("crdtsync: corrupt: ") == 0);
+            message = e.message();
+        }
+    }
+    CHECK(message.find("'" + path + "'") != std::string::npos);
+    CHECK(message.find("damaged") != std::string::npos);
+    CHECK(message.find("backup") != std::string::npos);
+    CHECK(message.find("snapshot") != std::string::npos);
+    CHECK(file_bytes(path) == before);
+    another_store_works(dir);
+    return message;
+}
+
+} // namespace store_tests
+
+TEST_CASE("lmdb_store: a truncated file is refused with errc::corrupt, not a crash (SIGBUS)") {
+    store_tests::temp_dir dir;
+    enum class cut { half, half_and_a_bit, two_pages_and_a_byte, one_page, one_page_and_a_bit, below_a_header };
+    int i = 0;
+    for (const cut c : {cut::half, cut::half_and_a_bit, cut::two_pages_and_a_byte, cut::one_page,
+                        cut::one_page_and_a_bit, cut::below_a_header}) {
+        CAPTURE(i);
+        const std::string path = (dir.path() / (numbered("cut", i++) + ".mdb")).string();
+        const auto f = store_tests::many_pages(path);
+        const std::size_t half = f.required / 2 / f.page * f.page;
+        std::size_t size = 0;
+        switch (c) {
+        case cut::half: size = half; break;
+        case cut::half_and_a_bit: size = half + 123; break; // not a whole number of pages
+        case cut::two_pages_and_a_byte: size = 2 * f.page + 1; break;
+        case cut::one_page: size = f.page; break;
+        case cut::one_page_and_a_bit: size = f.page + 100; break;
+        case cut::below_a_header: size = 100; break;
+        }
+        CAPTURE(size);
+        std::filesystem::resize_file(path, size);
+        const std::string message = store_tests::open_fails_corrupt(dir, path);
+        if (size >= 2 * f.page) {
+            // Both meta pages are there: the size check names both sizes.
+            CHECK(message.find(store_tests::exact_size(size)) != std::string::npos);
+            CHECK(message.find(store_tests::exact_size(f.required)) != std::string::npos);
+            CHECK(message.find("truncated") != std::string::npos);
+        } else {
+            // Not even the two meta pages: LMDB finds no database.
+            CHECK(message.find("not an LMDB database") != std::string::npos);
+            CHECK(message.find("MDB_INVALID") != std::string::npos);
+        }
+        // Restored from a copy, the same path opens again.
+        std::filesystem::remove(path);
+        crdtsync::lmdb_store restored{path};
+        commit_all(restored, f.data);
+        CHECK(scan_all(restored.read()) == f.data);
+    }
+}
+
+TEST_CASE("lmdb_store: a file that is not an LMDB database is refused with errc::corrupt") {
+    store_tests::temp_dir dir;
+    std::mt19937 rng(20);
+    std::string noise(64 * 1024, '\0');
+    for (auto& b : noise) b = static_cast<char>(rng());
+    const std::string random_path = (dir.path() / "random.mdb").string();
+    store_tests::write_file(random_path, noise);
+    CHECK(store_tests::open_fails_corrupt(dir, random_path).find("65536 bytes") != std::string::npos);
+
+    const std::string text_path = (dir.path() / "text.mdb").string();
+    store_tests::write_file(text_path, "this is a text file, not a database\n");
+    CHECK(store_tests::open_fails_corrupt(dir, text_path).find("not an LMDB database") != std::string::npos);
+
+    // A real LMDB file whose first meta page was overwritten with zeros.
+    const std::string zeroed_path = (dir.path() / "zeroed-meta.mdb").string();
+    const auto f = store_tests::many_pages(zeroed_path);
+    std::string bytes = store_tests::file_bytes(zeroed_path);
+    std::fill_n(bytes.begin(), f.page, '\0');
+    store_tests::write_file(zeroed_path, bytes);
+    (void)store_tests::open_fails_corrupt(dir, zeroed_path);
+}
+
+TEST_CASE("lmdb_store: a file of another LMDB data format is errc::format_version, not corrupt") {
+    // Both meta pages keep LMDB's magic but name another data format
+    // version: a file this LMDB cannot read, not a damaged one.
+    store_tests::temp_dir dir;
+    const std::string path = (dir.path() / "version.mdb").string();
+    const auto f = store_tests::many_pages(path);
+    std::string bytes = store_tests::file_bytes(path);
+    // A meta page: a 16-byte page header, then MDB_meta's mm_magic and
+    // mm_version (32 bits each, native order).
+    const auto u32_at = [&](std::size_t at) {
+        std::uint32_t v = 0;
+        std::memcpy(&v, bytes.data() + at, sizeof v);
+        return v;
+    };
+    for (const std::size_t meta : {std::size_t{0}, f.page}) {
+        REQUIRE(u32_at(meta + 16) == 0xBEEFC0DEu); // MDB_MAGIC: the layout is as assumed
+        REQUIRE(u32_at(meta + 20) == 1u);          // MDB_DATA_VERSION of LMDB 0.9
+        const std::uint32_t other = 999;
+        std::memcpy(bytes.data() + meta + 20, &other, sizeof other);
+    }
+    store_tests::write_file(path, bytes);
+    try {
+        crdtsync::lmdb_store store{path};
+        FAIL("a file of another data format opened");
+    } catch (const crdtsync::storage_error& e) {
+        CHECK(e.code() == crdtsync::errc::format_version);
+        CHECK(e.message().find(path) != std::string::npos);
+        CHECK(e.message().find("MDB_VERSION_MISMATCH") != std::string::npos);
+        CHECK(e.message().find("incompatible LMDB version") != std::string::npos);
+    }
+    CHECK(store_tests::file_bytes(path) == bytes);
+    store_tests::another_store_works(dir);
+}
+
+TEST_CASE("lmdb_store: an empty file is a new store") {
+    // LMDB takes a file of 0 bytes for one it is to create: a process that
+    // opens the file while another is creating it must not be refused
+    // (LMDB's lock file makes the second wait until the first has written
+    // the meta pages).
+    store_tests::temp_dir dir;
+    const std::string path = (dir.path() / "empty.mdb").string();
+    store_tests::write_file(path, "");
+    REQUIRE(std::filesystem::file_size(path) == 0);
+    {
+        crdtsync::lmdb_store store{path};
+        CHECK(scan_all(store.read()).empty());
+        CHECK(store.map_size() >= crdtsync::lmdb_options{}.map_size);
+        commit_all(store, {{"a", "1"}, {"b", "2"}});
+    }
+    CHECK(std::filesystem::file_size(path) > 0);
+    crdtsync::lmdb_store again{path};
+    CHECK(scan_all(again.read()) == entries{{"a", "1"}, {"b", "2"}});
+}
+
+TEST_CASE("lmdb_store: bytes past the last page (a commit cut short) are harmless") {
+    // A commit that fails midway (a full disk) may leave part of a page past
+    // the last one the metadata counts; the data is all there, so the file
+    // opens, and LMDB writes that page whole when it next needs it.
+    store_tests::temp_dir dir;
+    const std::string path = (dir.path() / "tail.mdb").string();
+    const auto f = store_tests::many_pages(path);
+    std::filesystem::resize_file(path, f.required + f.page / 2 + 7);
+    entries more;
+    for (int i = 0; i < 500; ++i) more.emplace_back(numbered("more", 100000 + i), std::string(100, 'm'));
+    {
+        crdtsync::lmdb_store store{path};
+        CHECK(scan_all(store.read()) == f.data);
+        commit_all(store, more);
+    }
+    CHECK(std::filesystem::file_size(path) % f.page == 0);
+    crdtsync::lmdb_store again{path};
+    const auto all = scan_all(again.read());
+    CHECK(all.size() == f.data.size() + more.size());
+    CHECK(owned(again.read().get(numbered("more", 100499))) == std::string(100, 'm'));
+}
+
+TEST_CASE("lmdb_store: data pages overwritten with zeros give errc::corrupt on use, not a crash") {
+    // The file is long enough, so it opens; the first read or write that
+    // reaches a zeroed page finds it is not a page of the tree.
+    store_tests::temp_dir dir;
+    const std::string path = (dir.path() / "zeroed.mdb").string();
+    const auto f = store_tests::many_pages(path);
+    std::string bytes = store_tests::file_bytes(path);
+    std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(2 * f.page), bytes.end(), '\0');
+    store_tests::write_file(path, bytes);
+    {
+        crdtsync::lmdb_store store{path};
+        auto expect_corrupt = [&](auto&& use) {
+            try {
+                use();
+                FAIL("a zeroed page went unnoticed");
+            } catch (const crdtsync::storage_error& e) {
+                CHECK(e.code() == crdtsync::errc::corrupt);
+                CHECK(e.message().find(path) != std::string::npos);
+                CHECK(e.message().find("damaged") != std::string::npos);
+            }
+        };
+        expect_corrupt([&] { (void)store.read().get(f.data[1500].first); });
+        expect_corrupt([&] { (void)scan_all(store.read()); });
+        expect_corrupt([&] {
+            auto w = store.write();
+            w.put("new", "value");
+            w.commit();
+        });
+        store_tests::another_store_works(dir);
+    }
+    CHECK(store_tests::file_bytes(path) == bytes);
+}
+
+#if defined(CRDTSYNC_TEST_WRITE_FAULTS)
+namespace store_tests {
+
+/// Arms the write faults for its lifetime.
+struct write_faults {
+    write_faults(write_fault mode, int error = 0) {
+        write_fault_mode = mode;
+        write_fault_errno = error;
+        write_fault_hits = 0;
+    }
+    write_faults(const write_faults&) = delete;
+    write_faults& operator=(const write_faults&) = delete;
+    ~write_faults() { write_fault_mode = write_fault::none; }
+};
+
+} // namespace store_tests
+
+TEST_CASE("lmdb_store: a full disk at commit is storage_full, and nothing of the transaction is written") {
+    store_tests::temp_dir dir;
+    const std::string path = (dir.path() / "disk-full.mdb").string();
+    crdtsync::lmdb_store store{path};
+    const entries before{{"a", "1"}, {"b", "2"}};
+    commit_all(store, before);
+    entries big;
+    for (int i = 0; i < 1000; ++i) big.emplace_back(numbered("big", 100000 + i), std::string(200, 'b'));
+
+    for (const int error : {ENOSPC, EDQUOT}) {
+        CAPTURE(error);
+        {
+            auto w = store.write();
+            for (const auto& [k, v] : big) w.put(k, v);
+            store_tests::write_faults faults(write_fault::fail, error);
+            try {
+                w.commit();
+                FAIL("the commit succeeded on a full disk");
+            } catch (const crdtsync::storage_error& e) {
+                CHECK(e.code() == crdtsync::errc::storage_full);
+                CHECK(e.message().find(path) != std::string::npos);
+                CHECK(e.message().find("commit") != std::string::npos);
+                CHECK(e.message().find(error == ENOSPC ? "no space left" : "quota") != std::string::npos);
+            }
+            CHECK(write_fault_hits > 0); // the failure came from LMDB's write, not elsewhere
+        }
+        CHECK(scan_all(store.read()) == before);
+    }
+    // Space again: the retried transaction commits, and it all reopens.
+    commit_all(store, big);
+    CHECK(scan_all(store.read()).size() == before.size() + big.size());
+}
+
+TEST_CASE("lmdb_store: a short write with space left on the disk is errc::storage") {
+    // LMDB reports a write that came back short as EIO. When the disk is
+    // full, the store says storage_full (checked by hand on a 2 MiB tmpfs);
+    // with space left it is an I/O error and says so.
+    store_tests::temp_dir dir;
+    const std::string path = (dir.path() / "short.mdb").string();
+    crdtsync::lmdb_store store{path};
+    commit_all(store, {{"a", "1"}});
+    {
+        auto w = store.write();
+        for (int i = 0; i < 100; ++i) w.put(numbered("k", i), std::string(200, 'v'));
+        store_tests::write_faults faults(write_fault::short_write);
+        try {
+            w.commit();
+            FAIL("the commit succeeded after a short write");
+        } catch (const crdtsync::storage_error& e) {
+            CHECK(e.code() == crdtsync::errc::storage);
+            CHECK(e.message().find("Input/output error") != std::string::npos);
+        }
+        CHECK(write_fault_hits > 0);
+    }
+    CHECK(scan_all(store.read()) == entries{{"a", "1"}});
+    commit_all(store, {{"b", "2"}});
+    CHECK(scan_all(store.read()) == entries{{"a", "1"}, {"b", "2"}});
+}
+#endif // CRDTSYNC_TEST_WRITE_FAULTS
 
 #endif // CRDTSYNC_TEST_LMDB

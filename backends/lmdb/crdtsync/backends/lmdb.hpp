@@ -11,7 +11,12 @@
 /// When a write transaction needs more, it is aborted and `storage_error`
 /// with `errc::storage_full` is thrown; the store then doubles the map size
 /// (up to `lmdb_options::max_map_size`) before the next `write()`, so the
-/// caller can retry the transaction. See docs/store.md.
+/// caller can retry the transaction. A full disk is `errc::storage_full` too.
+///
+/// A damaged file (truncated, overwritten, not an LMDB file) is refused when
+/// opened with `storage_error` and `errc::corrupt`, rather than read through
+/// the map: LMDB trusts its metadata, and reading a page the metadata counts
+/// but a truncated file lacks kills the process with SIGBUS. See docs/store.md.
 ///
 /// Threading: a `lmdb_store` and all its transactions are used by one thread
 /// at a time. Several processes may open the same file; one process opens a
@@ -23,12 +28,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <lmdb.h>
@@ -93,7 +100,9 @@ struct lmdb_options {
 /// of an empty or longer key throws `usage_error` (`errc::invalid_argument`)
 /// and changes nothing; such a key is never found by `get` or `erase`.
 /// Values may be empty and up to 4 GiB. Every LMDB failure is a
-/// `storage_error` naming the operation and LMDB's reason.
+/// `storage_error` naming the operation and LMDB's reason: `errc::corrupt`
+/// when the file is damaged, `errc::storage_full` when the map or the disk
+/// is full, `errc::storage` for the rest.
 ///
 /// Not copyable or movable: transactions refer to their store.
 class lmdb_store {
@@ -107,7 +116,10 @@ public:
     /// Opens (creating if needed) the store at `path` with default options.
     explicit lmdb_store(std::string path) : lmdb_store(lmdb_options{std::move(path)}) {}
 
-    /// Opens (creating if needed) the store `options.path`.
+    /// Opens (creating if needed) the store `options.path`. An empty file is
+    /// a new store. A file that is not an LMDB database, or is shorter than
+    /// its metadata says (truncated), throws `storage_error` with
+    /// `errc::corrupt` and is left as it was.
     explicit lmdb_store(lmdb_options options) : options_(std::move(options)) { open(); }
 
     lmdb_store(const lmdb_store&) = delete;
@@ -130,7 +142,15 @@ public:
 
     /// Flushes committed data to disk; what makes commits durable under
     /// `lmdb_sync::no_sync` and `no_meta_sync`.
-    void sync() { detail::lmdb_check(mdb_env_sync(env_.get(), 1), "sync of '" + options_.path + "'"); }
+    void sync() {
+        if (const int rc = mdb_env_sync(env_.get(), 1); rc != MDB_SUCCESS) {
+            if (rc == ENOSPC || rc == EDQUOT) {
+                detail::raise(errc::storage_full, "LMDB sync of '" + options_.path + "' failed: " + mdb_strerror(rc) +
+                                                      "; free space on its file system, then sync again");
+            }
+            detail::lmdb_raise(rc, "sync of '" + options_.path + "'");
+        }
+    }
 
     /// The current map size in bytes.
     [[nodiscard]] std::size_t map_size() const noexcept { return map_size_; }
@@ -191,9 +211,9 @@ private:
         }
         if (const int rc = mdb_env_open(env, options_.path.c_str(), flags, static_cast<mdb_mode_t>(options_.file_mode));
             rc != MDB_SUCCESS) {
-            detail::raise(errc::storage, "cannot open LMDB store '" + options_.path + "': " + mdb_strerror(rc) +
-                                             " (error " + std::to_string(rc) + ")");
+            raise_open_failure(rc);
         }
+        check_file_size();
         refresh_map_size();
         if (const std::size_t wanted = round_to_pages(options_.map_size); map_size_ < wanted) {
             detail::lmdb_check(mdb_env_set_mapsize(env, wanted), "setting the map size" + where);
@@ -214,6 +234,117 @@ private:
         files.add(file_id_);
     }
 
+    // What to do about a damaged file, for the messages.
+    static constexpr std::string_view restore_advice =
+        "restore the file from a backup, or remove it and re-bootstrap the replica from a peer's snapshot";
+
+    // A file size for messages, exact even where it exceeds size_t.
+    [[nodiscard]] static std::string size_text(std::uint64_t bytes) {
+        if (bytes > std::numeric_limits<std::size_t>::max()) return std::to_string(bytes) + " bytes";
+        return detail::lmdb_size_text(static_cast<std::size_t>(bytes));
+    }
+
+    // The size of the file at the path now, for messages.
+    [[nodiscard]] std::string file_size_text() const {
+        struct ::stat st {};
+        if (::stat(options_.path.c_str(), &st) != 0) return "of unknown size";
+        return size_text(static_cast<std::uint64_t>(st.st_size));
+    }
+
+    // mdb_env_open failed; LMDB has closed the files again.
+    [[noreturn]] void raise_open_failure(int rc) const {
+        const std::string head = "cannot open LMDB store '" + options_.path + "': ";
+        const std::string lmdb = std::string(mdb_strerror(rc)) + " (error " + std::to_string(rc) + ")";
+        switch (rc) {
+        case MDB_INVALID:
+            // LMDB could not read two meta pages with its magic number: the
+            // file is shorter than its header, or holds something else.
+            detail::raise(errc::corrupt, head + "the file, " + file_size_text() +
+                                             ", is not an LMDB database: its header is missing, cut short or "
+                                             "overwritten (" + lmdb + "). If the path is right, the file is damaged: " +
+                                             std::string(restore_advice));
+        case MDB_CORRUPTED:
+        case MDB_PAGE_NOTFOUND:
+            detail::raise(errc::corrupt, head + "the file is damaged (" + lmdb + "); " + std::string(restore_advice));
+        case MDB_VERSION_MISMATCH:
+            // A meta page with LMDB's magic but another data format version,
+            // or a lock file in use by a process with an incompatible LMDB
+            // build: nothing to restore, so not `corrupt`.
+            detail::raise(errc::format_version,
+                          head + "its data or lock file has a format this LMDB (" +
+                              mdb_version(nullptr, nullptr, nullptr) + ") cannot use (" + lmdb +
+                              "): it was written by an incompatible LMDB version, or a process using one has it open");
+        default: break;
+        }
+        detail::raise(errc::storage, head + lmdb);
+    }
+
+    // LMDB reads pages through the map and trusts the metadata about how
+    // many there are. A page the metadata counts but a truncated file lacks
+    // is past the end of the mapped file, and touching it is SIGBUS, which
+    // no error code reports. So the file must hold every page up to the
+    // metadata's last one, (me_last_pgno + 1) * page size bytes. Until
+    // then only the two meta pages are read, and mdb_env_open has read them
+    // with pread already. A size that is not a whole number of pages is fine beyond
+    // that: a commit cut short by a full disk leaves a part-written page
+    // past the last one (LMDB then rewrites it whole). This cannot mistake
+    // another process's commit for a truncation: the file never shrinks,
+    // and a commit writes its pages before the metadata that counts them,
+    // which is read here before the file's size is.
+    void check_file_size() {
+        MDB_env* env = env_.get();
+        const std::string where = " of '" + options_.path + "'";
+        MDB_envinfo info{};
+        MDB_stat stat{};
+        detail::lmdb_check(mdb_env_info(env, &info), "reading the metadata" + where);
+        detail::lmdb_check(mdb_env_stat(env, &stat), "reading the metadata" + where);
+        mdb_filehandle_t fd{};
+        detail::lmdb_check(mdb_env_get_fd(env, &fd), "getting the file" + where);
+        struct ::stat st {};
+        if (::fstat(fd, &st) != 0) detail::raise(errc::storage, "cannot stat '" + options_.path + "'");
+        const auto file_size = static_cast<std::uint64_t>(st.st_size);
+        const std::uint64_t page = stat.ms_psize;
+        const std::uint64_t last = info.me_last_pgno;
+        // (last + 1) * page <= file_size, without overflow.
+        if (page != 0 && last < file_size / page) return;
+        env_.close();
+        const std::string pages = std::to_string(last + 1) + " pages of " + std::to_string(page) + " bytes";
+        const std::string needed = page != 0 && last < std::numeric_limits<std::uint64_t>::max() / page
+                                       ? size_text((last + 1) * page) + ", " + pages
+                                       : "more than any file holds (" + pages + ")";
+        detail::raise(errc::corrupt, "cannot open LMDB store '" + options_.path + "': the file is damaged: it is " +
+                                         size_text(file_size) + " but LMDB's metadata says it holds " + needed +
+                                         ", so it was truncated (a copy or restore cut short, a file system "
+                                         "repair) and reading it would crash the process; " +
+                                         std::string(restore_advice));
+    }
+
+    // Raises the failure `rc` of the LMDB operation `what` on this store's
+    // file. A page that is missing or not the kind the tree expects means
+    // the file is damaged.
+    [[noreturn]] void raise_lmdb(int rc, std::string_view what) const {
+        const std::string what_where = std::string(what) + " on '" + options_.path + "'";
+        if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
+            detail::raise(errc::corrupt, "LMDB " + what_where + " failed: " + mdb_strerror(rc) + " (error " +
+                                             std::to_string(rc) + "): the file is damaged; " +
+                                             std::string(restore_advice));
+        }
+        detail::lmdb_raise(rc, what_where);
+    }
+    void check(int rc, std::string_view what) const {
+        if (rc != MDB_SUCCESS) raise_lmdb(rc, what);
+    }
+
+    // The bytes an unprivileged writer may still use on the file system
+    // holding the store, if it can be told.
+    [[nodiscard]] std::optional<std::size_t> free_space() const noexcept {
+        mdb_filehandle_t fd{};
+        struct ::statvfs fs {};
+        if (mdb_env_get_fd(env_.get(), &fd) != MDB_SUCCESS || ::fstatvfs(fd, &fs) != 0) return std::nullopt;
+        const std::uint64_t bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+        return static_cast<std::size_t>(std::min<std::uint64_t>(bytes, std::numeric_limits<std::size_t>::max()));
+    }
+
     void refresh_map_size() noexcept {
         MDB_envinfo info{};
         if (mdb_env_info(env_.get(), &info) == MDB_SUCCESS) map_size_ = info.me_mapsize;
@@ -228,7 +359,7 @@ private:
             refresh_map_size();
             rc = mdb_txn_begin(env_.get(), nullptr, flags, &txn);
         }
-        detail::lmdb_check(rc, what);
+        check(rc, what);
         return detail::lmdb_txn(txn);
     }
 
@@ -287,7 +418,7 @@ private:
         MDB_val v{};
         const int rc = mdb_get(txn, dbi_, &k, &v);
         if (rc == MDB_NOTFOUND) return std::nullopt;
-        detail::lmdb_check(rc, "get");
+        check(rc, "get");
         return detail::lmdb_view(v);
     }
 
@@ -310,7 +441,7 @@ private:
         int rc = seek(begin);
         for (;;) {
             if (rc == MDB_NOTFOUND) return;
-            detail::lmdb_check(rc, "scan");
+            check(rc, "scan");
             const std::string_view key = detail::lmdb_view(k);
             if (key < begin) {
                 rc = cursor.get(k, v, MDB_NEXT);
@@ -489,6 +620,18 @@ public:
         s.writing_ = false;
         if (rc == MDB_SUCCESS) return;
         if (rc == MDB_MAP_FULL) detail::raise(errc::storage_full, s.map_full("commit"));
+        // A write that fills the disk usually comes back short rather than
+        // failing with ENOSPC, and LMDB reports a short write as EIO
+        // (mdb_page_flush: "short write, filesystem full?").
+        if (rc == EIO) {
+            if (const auto free = s.free_space(); free && *free < disk_full_below) {
+                detail::raise(errc::storage_full,
+                              "LMDB commit on '" + s.options_.path + "' failed: a write came back short (" +
+                                  mdb_strerror(rc) + ") and its file system has " + detail::lmdb_size_text(*free) +
+                                  " left: the disk is full. Nothing of the transaction was committed; free space "
+                                  "and retry it");
+            }
+        }
         raise_failure(s, rc, "commit");
     }
 
@@ -551,12 +694,17 @@ private:
             detail::raise(errc::storage, "LMDB " + std::string(what) + where +
                                              " failed: the transaction changes too many pages at once; split it");
         }
-        if (rc == ENOSPC) {
-            detail::raise(errc::storage_full, "LMDB " + std::string(what) + where +
-                                                  " failed: no space left on the device; nothing was written");
+        if (rc == ENOSPC || rc == EDQUOT) {
+            const char* why = rc == ENOSPC ? "no space left on the device" : "disk quota exceeded";
+            detail::raise(errc::storage_full, "LMDB " + std::string(what) + where + " failed: " + why +
+                                                  "; nothing of the transaction was committed: free space and "
+                                                  "retry it");
         }
-        detail::lmdb_raise(rc, std::string(what) + where);
+        s.raise_lmdb(rc, what);
     }
+
+    // Less free space than this after a short write means the disk filled.
+    static constexpr std::size_t disk_full_below = std::size_t{1} << 20;
 
     // `mutable`: a scan is logically const but must manage the cursor's
     // place and a failure raised from inside its callback.
@@ -569,7 +717,7 @@ private:
 };
 
 inline lmdb_store::read_txn lmdb_store::read() {
-    auto txn = begin(MDB_RDONLY, "begin of a read transaction on '" + options_.path + "'");
+    auto txn = begin(MDB_RDONLY, "begin of a read transaction");
     ++open_readers_;
     return read_txn(*this, std::move(txn));
 }
@@ -579,7 +727,7 @@ inline lmdb_store::write_txn lmdb_store::write() {
         detail::raise(errc::invalid_argument, "lmdb_store: a write transaction is already open (one writer at a time)");
     }
     grow_if_due();
-    auto txn = begin(0, "begin of a write transaction on '" + options_.path + "'");
+    auto txn = begin(0, "begin of a write transaction");
     writing_ = true;
     return write_txn(*this, std::move(txn));
 }
