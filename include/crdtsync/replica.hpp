@@ -511,39 +511,104 @@ private:
     void open() {
         {
             auto r = store_.read();
-            if (check_format(r)) {
+            if (stored_format(r) == storage_format_version) {
                 load_state(r);
                 return;
             }
         }
-        // A new store. Another process may be creating it at this moment:
-        // decide and write in one write transaction, so the store ends with
-        // one site id and every opener reads that one.
+        // A new store, or one to upgrade. Another process may be doing the
+        // same at this moment: decide and write in one write transaction, so
+        // that the store ends with one site id and every opener reads it.
         auto w = store_.write();
-        if (!check_format(w)) {
-            std::string v;
-            detail::put_be<std::uint32_t>(v, storage_format_version);
+        const auto format = stored_format(w);
+        if (format == storage_format_version) {
+            load_state(w);
+            return;
+        }
+        std::string v;
+        detail::put_be<std::uint32_t>(v, storage_format_version);
+        if (format == 0) {
             w.put(detail::layout::meta_key("format"), v);
             w.put(detail::layout::meta_key("site"), (opts_.site ? *opts_.site : crdtsync::site_id::generate()).view());
             w.commit();
             load_state();
             return;
         }
-        load_state(w);
+        try {
+            load_state(w);
+            refold_nocase_keys(w); // format 2 -> 3
+            persist_counters(w);
+            w.put(detail::layout::meta_key("format"), v);
+            w.commit();
+        } catch (...) {
+            load_state();
+            throw;
+        }
+        load_state();
     }
 
-    /// True when the store holds a replica of this format; false when it is
-    /// empty. \throws storage_error (`errc::format_version`) otherwise.
+    /// The format version the store holds (0 when it is empty); one this
+    /// version reads or upgrades. \throws storage_error
+    /// (`errc::format_version`) otherwise.
     template <class Txn>
-    static bool check_format(Txn& t) {
+    static std::uint32_t stored_format(Txn& t) {
         auto fmt = t.get(detail::layout::meta_key("format"));
-        if (!fmt) return false;
-        if (fmt->size() != 4 || detail::load_be<std::uint32_t>(*fmt) != storage_format_version)
+        if (!fmt) return 0;
+        const auto version = fmt->size() == 4 ? detail::load_be<std::uint32_t>(*fmt) : 0;
+        if (version != storage_format_version && version != 2)
             detail::raise(errc::format_version,
                           "the store holds crdtsync format version " +
-                              (fmt->size() == 4 ? std::to_string(detail::load_be<std::uint32_t>(*fmt)) : std::string("(unreadable)")) +
-                              ", this library reads version " + std::to_string(storage_format_version));
-        return true;
+                              (fmt->size() == 4 ? std::to_string(version) : std::string("(unreadable)")) +
+                              ", this library reads version " + std::to_string(storage_format_version) +
+                              " and upgrades version 2");
+        return version;
+    }
+
+    /// The upgrade from format 2, whose NOCASE folded ASCII letters only, to
+    /// format 3, whose NOCASE folds as JavaScript's `toLowerCase()`: every
+    /// row whose key folds differently now moves to its new key, merged (as
+    /// any merge: per cell the newer version, the greater tombstone) with a
+    /// row already there ('Ü' and 'ü' become one row). Moved facts get new
+    /// local sequence numbers, so peers receive them again (and skip them).
+    void refold_nocase_keys(write_txn& w) {
+        for (const auto& t : tables_) {
+            const auto& kc = t.def.key_columns();
+            if (std::none_of(kc.begin(), kc.end(), [&](std::size_t i) { return t.def.columns()[i].coll == collation::nocase; }))
+                continue;
+            std::vector<std::pair<std::string, std::string>> moves; // old suffix, new suffix
+            w.scan(t.row_prefix, key_codec::tuple_range_end(t.row_prefix), [&](std::string_view k, std::string_view) {
+                const auto suffix = k.substr(t.row_prefix.size());
+                auto values = key_codec::decode(suffix);
+                if (values.size() != kc.size()) detail::raise(errc::storage, "stored row key of table " + t.def.qualified_name() + " is malformed");
+                for (std::size_t i = 0; i < kc.size(); ++i) values[i] = t.def.key_identity(kc[i], std::move(values[i]));
+                auto refolded = key_codec::encode(values);
+                if (refolded != suffix) moves.emplace_back(std::string(suffix), std::move(refolded));
+                return true;
+            });
+            for (const auto& [from, to] : moves) move_row(w, t, from, to);
+        }
+    }
+    void move_row(write_txn& w, const table_state& t, const std::string& from, const std::string& to) {
+        row_image old;
+        load_row(w, t, from, old);
+        for (const auto& c : old.rec.cells) (void)w.erase(detail::layout::log_key(c.seq));
+        if (old.rec.tomb) {
+            (void)w.erase(detail::layout::log_key(old.rec.tomb->seq));
+            (void)w.erase(detail::layout::tomb_index_key(old.rec.tomb->created_ms, old.key));
+        }
+        (void)w.erase(old.key);
+        row_image img;
+        load_row(w, t, to, img);
+        for (const auto& c : old.rec.cells) {
+            const auto col = t.column_index_by_id(c.column);
+            if (!col) continue;
+            // Format 2 kept no original spelling where its fold changed nothing.
+            const std::string& original = c.original_pk.empty() ? from : c.original_pk;
+            (void)put_cell(img, *col, c.val, c.version, c.prior_version, c.prior_value,
+                           original == to ? std::string_view{} : std::string_view(original), false, nullptr);
+        }
+        if (old.rec.tomb) (void)put_tomb(w, img, old.rec.tomb->original_pk, old.rec.tomb->version);
+        flush(w, img);
     }
 
     // Reads every in-memory mirror of the store (after open, and after an

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <crdtsync/detail/endian.hpp>
+#include <crdtsync/detail/unicode_lower.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/value.hpp>
 
@@ -30,8 +31,9 @@ CRDTSYNC_BEGIN_NAMESPACE
 enum class column_type : std::uint8_t { any, integer, real, text, blob, boolean, json };
 
 /// Key collation: how primary-key text values are compared, and so which
-/// keys name the same row. NOCASE folds ASCII letters; RTRIM ignores
-/// trailing spaces.
+/// keys name the same row. NOCASE folds case as Quereus does, with
+/// JavaScript's `toLowerCase()` (every Unicode letter, not only ASCII as in
+/// SQLite: 'Ü' and 'ü' are one key); RTRIM ignores trailing spaces.
 enum class collation : std::uint8_t { binary, nocase, rtrim };
 
 [[nodiscard]] constexpr std::string_view to_string(column_type t) noexcept {
@@ -174,11 +176,11 @@ public:
         if (c == collation::binary) return v;
         auto p = v.get_if<std::string>();
         if (!p) return v;
-        std::string s = *p;
+        std::string s;
         if (c == collation::nocase) {
-            for (auto& ch : s)
-                if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+            detail::js_to_lower(*p, s);
         } else {
+            s = *p;
             while (!s.empty() && s.back() == ' ') s.pop_back();
         }
         return value{std::move(s)};

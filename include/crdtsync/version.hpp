@@ -14,6 +14,6 @@ namespace crdtsync {
 CRDTSYNC_BEGIN_NAMESPACE
 /// The on-disk format this library writes. A store written by another format
 /// version is refused with `errc::format_version`.
-inline constexpr unsigned storage_format_version = 2;
+inline constexpr unsigned storage_format_version = 3;
 CRDTSYNC_END_NAMESPACE
 } // namespace crdtsync

@@ -225,5 +225,342 @@ TEST_CASE_TEMPLATE("values: the forms they are stored in, and the refusals", Env
     }
 }
 
+
+TEST_CASE_TEMPLATE("keys: a row that can be inserted can be updated and deleted, here and at peers", Env, CRDTSYNC_TEST_STORES) {
+    sim_time t;
+    Env env;
+    auto origin = open_node(env, options_for(delete_policy::insert_revives, 0x11), fake_clock{&t.now});
+    auto peer = open_node(env, options_for(delete_policy::insert_revives, 0x22), fake_clock{&t.now});
+    crdtsync::table_def def{"long"};
+    def.column("k", column_type::text, false, crdtsync::collation::nocase).column("x", column_type::integer).primary_key({"k"});
+    origin->create_table(def);
+    int inserted = 0, refused = 0;
+    // Around LMDB's 511-byte key limit, with ASCII and with text that NOCASE
+    // lengthens (U+023A is 2 bytes, its lower case 3).
+    for (std::size_t len = 470; len <= 530; ++len)
+        for (const std::string unit : {"k", "\xc8\xba"}) {
+            std::string k;
+            while (k.size() + unit.size() <= len) k += unit;
+            const auto before = origin->dump();
+            try {
+                origin->write([&](auto& tx) { tx.insert("long", row{{"k", value{k}}, {"x", value{1}}}); });
+            } catch (const crdtsync::constraint_error& e) {
+                ++refused;
+                CHECK(std::string(e.what()).find("bytes encoded") != std::string::npos);
+                CHECK(origin->dump() == before);
+                continue;
+            }
+            ++inserted;
+            origin->write([&](auto& tx) { CHECK(tx.update("long", {value{k}}, row{{"x", value{2}}})); });
+            origin->write([&](auto& tx) { CHECK(tx.erase("long", {value{k}})); });
+        }
+    CHECK(inserted > 0);
+    if (Env::persistent) CHECK(refused > 0); // LMDB has a limit, the memory store none
+    else CHECK(refused == 0);
+    const auto res = peer->apply(changes_of(*origin));
+    CHECK(res.rejected.empty());
+    CHECK(peer->dump() == origin->dump());
+}
+
+TEST_CASE_TEMPLATE("NOCASE folds as JavaScript's toLowerCase: 'Ü' and 'ü' are one row", Env, CRDTSYNC_TEST_STORES) {
+    sim_time t;
+    Env env;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0x11), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0x22), fake_clock{&t.now});
+    crdtsync::table_def def{"pairs"};
+    def.column("ns", column_type::text, false, crdtsync::collation::nocase).column("k", column_type::integer, false)
+        .column("v", column_type::text).primary_key({"ns", "k"});
+    a->create_table(def);
+    REQUIRE(b->apply(changes_of(*a)).rejected.empty());
+    const auto pa = a->position(), pb = b->position();
+    a->write([](auto& tx) { tx.insert("pairs", row{{"ns", value{"Ü"}}, {"k", value{5}}, {"v", value{"a"}}}); });
+    t.now += 5;
+    b->write([](auto& tx) { tx.insert("pairs", row{{"ns", value{"ü"}}, {"k", value{5}}, {"v", value{"b"}}}); });
+    check_throws_code<crdtsync::constraint_error>(
+        [&] { a->write([](auto& tx) { tx.insert("pairs", row{{"ns", value{"ü"}}, {"k", value{5}}}); }); }, errc::constraint);
+    CHECK(a->get("pairs", {value{"Ü"}, value{5}})->at("v") == value{"a"});
+    CHECK(a->get("pairs", {value{"ü"}, value{5}})->at("v") == value{"a"});
+    CHECK(a->get("pairs", {value{"İ"}, value{5}}) == std::nullopt);
+    (void)a->apply(changes_of(*b, pb, a->site_id()));
+    (void)b->apply(changes_of(*a, pa, b->site_id()));
+    CHECK(a->rows("pairs").size() == 1);
+    CHECK(a->dump() == b->dump());
+    CHECK(a->get("pairs", {value{"Ü"}, value{5}})->at("v") == value{"b"});
+}
+
+TEST_CASE_TEMPLATE("NOCASE: a format 2 store is upgraded on open, merging rows whose keys now fold together", Env, CRDTSYNC_TEST_STORES) {
+    sim_time t;
+    Env env;
+    const auto opts = options_for(delete_policy::insert_revives, 0x11);
+    auto n = open_node(env, opts, fake_clock{&t.now});
+    // A format 2 store: its NOCASE folded ASCII only, so non-ASCII keys were
+    // stored as spelled. Written here through a BINARY table, then marked as
+    // a NOCASE table of format 2.
+    crdtsync::table_def binary{"pairs"};
+    binary.column("ns", column_type::text, false).column("k", column_type::integer, false).column("v", column_type::text)
+        .primary_key({"ns", "k"});
+    n->create_table(binary);
+    auto put = [&](const char* ns, int k, const char* v) {
+        t.now += 3;
+        n->write([&](auto& tx) { tx.insert("pairs", row{{"ns", value{ns}}, {"k", value{k}}, {"v", value{v}}}); });
+    };
+    put("Ü", 5, "upper");
+    put("ü", 5, "lower"); // newer: wins the merged row
+    put("ΣΑΣ", 1, "sigma");
+    put("σας", 1, "sigma2");
+    put("abc", 2, "ascii");
+    put("Éa", 3, "gone");
+    t.now += 3;
+    n->write([](auto& tx) { CHECK(tx.erase("pairs", {value{"Éa"}, value{3}})); });
+    put("éA", 3, "older than the delete? no: newer, revives");
+    const auto facts = changes_of(*n);
+    n.rep.reset();
+    {
+        auto w = n.store->write();
+        std::string table_key, record;
+        w.scan("s", "t", [&](std::string_view k, std::string_view v) {
+            table_key = k;
+            record = v;
+            return false;
+        });
+        auto f = crdtsync::key_codec::decode(record);
+        for (std::size_t i = 4; i < f.size(); i += 6)
+            if (f[i] == value{"ns"}) f[i + 3] = value{std::int64_t{1}}; // collation::nocase
+        w.put(table_key, crdtsync::key_codec::encode(f));
+        std::string two;
+        crdtsync::detail::put_be<std::uint32_t>(two, 2);
+        w.put("mformat", two);
+        w.commit();
+    }
+    n.rep = std::make_unique<replica_t<typename Env::store_type>>(*n.store, opts, fake_clock{&t.now});
+    {
+        auto r = n.store->read();
+        const auto f = r.get("mformat");
+        REQUIRE(f.has_value());
+        CHECK(crdtsync::detail::load_be<std::uint32_t>(*f) == crdtsync::storage_format_version);
+    }
+    // The same facts merged by a replica whose table was NOCASE from the start.
+    auto ref = open_node(env, options_for(delete_policy::insert_revives, 0x33), fake_clock{&t.now});
+    crdtsync::table_def nocase{"pairs"};
+    nocase.column("ns", column_type::text, false, crdtsync::collation::nocase).column("k", column_type::integer, false)
+        .column("v", column_type::text).primary_key({"ns", "k"});
+    ref->create_table(nocase);
+    auto data = facts;
+    for (auto& cs : data) cs.migrations.clear();
+    REQUIRE(ref->apply(data).rejected.empty());
+    auto without_migrations = [](const std::string& dump) {
+        std::string out, line;
+        for (char c : dump) {
+            line += c;
+            if (c != '\n') continue;
+            if (line.rfind("migration ", 0) != 0) out += line;
+            line.clear();
+        }
+        return out;
+    };
+    CHECK(n->rows("pairs").size() == 4);
+    CHECK(n->get("pairs", {value{"Ü"}, value{5}})->at("v") == value{"lower"});
+    CHECK(n->get("pairs", {value{"ΣΑΣ"}, value{1}})->at("v") == value{"sigma2"});
+    CHECK(rows_text(*n) == rows_text(*ref));
+    CHECK(without_migrations(n->dump()) == without_migrations(ref->dump()));
+    // Every live fact is in the change log once, under its new key.
+    std::size_t logged = 0;
+    for (const auto& cs : changes_of(*n)) logged += cs.changes.size();
+    std::size_t ref_logged = 0;
+    for (const auto& cs : changes_of(*ref)) ref_logged += cs.changes.size();
+    CHECK(logged == ref_logged);
+    // Opening again changes nothing.
+    const auto once = n->dump();
+    n.rep = std::make_unique<replica_t<typename Env::store_type>>(*n.store, opts, fake_clock{&t.now});
+    CHECK(n->dump() == once);
+}
+
+#if defined(CRDTSYNC_TEST_LMDB)
+TEST_CASE("keys: a change set whose key the store cannot hold is rejected alone") {
+    sim_time t;
+    lmdb_env env;
+    auto r = open_node(env, options_for(delete_policy::insert_revives, 0x11), fake_clock{&t.now});
+    crdtsync::table_def def{"long"};
+    def.column("k", column_type::text, false).column("x", column_type::integer).primary_key({"k"});
+    r->create_table(def);
+    const std::string too_long(600, 'z');
+    auto good1 = change_set_builder{at(epoch_ms, 0, site_of(0x40))}.insert("long", {value{"a"}}, {{"k", value{"a"}}, {"x", value{1}}}).build();
+    auto bad = change_set_builder{at(epoch_ms, 1, site_of(0x40))}.insert("long", {value{too_long}}, {{"k", value{too_long}}, {"x", value{1}}}).build();
+    auto bad_delete = change_set_builder{at(epoch_ms, 2, site_of(0x40))}.erase("long", {value{std::string(505, 'd')}}).build();
+    auto good2 = change_set_builder{at(epoch_ms, 3, site_of(0x40))}.insert("long", {value{"b"}}, {{"k", value{"b"}}, {"x", value{2}}}).build();
+    const auto res = r->apply(std::vector<change_set>{good1, bad, bad_delete, good2});
+    REQUIRE(res.rejected.size() == 2);
+    CHECK(res.rejected[0].code == "constraint");
+    CHECK(res.rejected[0].transaction_id == bad.transaction_id);
+    CHECK(res.rejected[0].reason.find("this store holds keys of at most") != std::string::npos);
+    CHECK(res.rejected[1].transaction_id == bad_delete.transaction_id);
+    CHECK(res.transactions == 2);
+    CHECK(r->rows("long").size() == 2);
+}
+
+/// Runs `body` in a child process; returns the child's pid. The child exits
+/// 0 when `body` returns, 1 when it throws (after printing what).
+template <class F>
+pid_t spawn(F&& body) {
+    std::fflush(nullptr); // or the child would print the parent's buffered output again
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int code = 0;
+        try {
+            body();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "child %d: %s\n", static_cast<int>(::getpid()), e.what());
+            code = 1;
+        }
+        std::fflush(nullptr);
+        ::_exit(code);
+    }
+    return pid;
+}
+int wait_exit(pid_t pid) {
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/// A pipe whose write end the parent closes to let children start at once.
+struct start_gate {
+    int fd[2]{-1, -1};
+    start_gate() { REQUIRE(::pipe(fd) == 0); }
+    ~start_gate() {
+        for (int f : fd)
+            if (f >= 0) ::close(f);
+    }
+    void wait() const { // in a child
+        ::close(fd[1]);
+        char c;
+        (void)!::read(fd[0], &c, 1);
+    }
+    void open_gate() {
+        ::close(fd[1]);
+        fd[1] = -1;
+    }
+};
+
+crdtsync::table_def counter_table() {
+    crdtsync::table_def def{"t"};
+    def.column("id", column_type::integer, false).column("who", column_type::integer).primary_key({"id"});
+    return def;
+}
+
+TEST_CASE("processes: two processes writing one LMDB replica: every write is in the change log once, every HLC distinct") {
+    temp_dir dir;
+    const auto path = (dir.path() / "shared.mdb").string();
+    {
+        crdtsync::lmdb_store s{path};
+        crdtsync::replica r{s};
+        r.create_table(counter_table());
+    }
+    constexpr int per_child = 1500;
+    start_gate gate;
+    std::vector<pid_t> kids;
+    for (int who = 0; who < 2; ++who)
+        kids.push_back(spawn([&, who] {
+            gate.wait();
+            crdtsync::lmdb_options o{path};
+            o.sync = crdtsync::lmdb_sync::no_sync;
+            crdtsync::lmdb_store s{o};
+            crdtsync::replica r{s};
+            for (int i = 0; i < per_child; ++i)
+                r.write([&](auto& tx) { tx.insert("t", row{{"id", value{who * 100000 + i}}, {"who", value{who}}}); });
+        }));
+    gate.open_gate();
+    for (auto k : kids) CHECK(wait_exit(k) == 0);
+
+    crdtsync::lmdb_store s{path};
+    crdtsync::replica r{s};
+    CHECK(r.rows("t").size() == 2 * per_child);
+    std::size_t facts = 0;
+    std::set<hlc> versions;
+    const auto sets = changes_of(r);
+    for (const auto& cs : sets)
+        for (const auto& c : cs.changes) {
+            ++facts;
+            versions.insert(crdtsync::version_of(c));
+            CHECK(crdtsync::version_of(c).site == r.site_id());
+        }
+    CHECK(facts == 2 * per_child * 2); // both columns of every insert
+    CHECK(versions.size() == facts);
+    // A peer that syncs from it receives everything.
+    crdtsync::memory_store ms;
+    crdtsync::replica peer{ms};
+    CHECK(peer.apply(sets).rejected.empty());
+    CHECK(peer.rows("t").size() == 2 * per_child);
+    CHECK(peer.dump() == r.dump());
+}
+
+TEST_CASE("processes: two processes creating one new LMDB replica agree on its site id") {
+    constexpr int trials = 5;
+    for (int trial = 0; trial < trials; ++trial) {
+        temp_dir dir;
+        const auto path = (dir.path() / "new.mdb").string();
+        int ids[2];
+        REQUIRE(::pipe(ids) == 0);
+        start_gate gate;
+        std::vector<pid_t> kids;
+        for (int who = 0; who < 2; ++who)
+            kids.push_back(spawn([&, who] {
+                gate.wait();
+                crdtsync::lmdb_store s{path};
+                crdtsync::replica r{s};
+                r.create_table(counter_table());
+                r.write([&](auto& tx) { tx.insert("t", row{{"id", value{who}}, {"who", value{who}}}); });
+                const auto v = r.site_id().view();
+                if (::write(ids[1], v.data(), v.size()) != static_cast<ssize_t>(v.size())) throw std::runtime_error("pipe");
+            }));
+        gate.open_gate();
+        for (auto k : kids) CHECK(wait_exit(k) == 0);
+        ::close(ids[1]);
+        std::string got(32, '\0');
+        std::size_t n = 0;
+        while (n < got.size()) {
+            const auto k = ::read(ids[0], got.data() + n, got.size() - n);
+            if (k <= 0) break;
+            n += static_cast<std::size_t>(k);
+        }
+        ::close(ids[0]);
+        REQUIRE(n == 32);
+        crdtsync::lmdb_store s{path};
+        crdtsync::replica r{s};
+        CHECK(got.substr(0, 16) == std::string(r.site_id().view()));
+        CHECK(got.substr(16) == std::string(r.site_id().view()));
+        CHECK(r.rows("t").size() == 2);
+        for (const auto& cs : changes_of(r)) CHECK(cs.origin == r.site_id());
+        CHECK(r.tables().size() == 1);
+    }
+}
+
+TEST_CASE("processes: a table another process created is seen by reads and writes of an open replica") {
+    temp_dir dir;
+    const auto path = (dir.path() / "shared.mdb").string();
+    start_gate gate;
+    // Forked before this process opens the file (a child must not inherit
+    // an open LMDB environment).
+    const auto kid = spawn([&] {
+        gate.wait();
+        crdtsync::lmdb_store s2{path};
+        crdtsync::replica r2{s2};
+        r2.create_table(counter_table());
+        r2.write([](auto& tx) { tx.insert("t", row{{"id", value{1}}, {"who", value{1}}}); });
+    });
+    crdtsync::lmdb_store s{path};
+    crdtsync::replica r{s};
+    CHECK_FALSE(r.find_table("t").has_value());
+    gate.open_gate();
+    CHECK(wait_exit(kid) == 0);
+    CHECK(r.find_table("t").has_value());
+    CHECK(r.rows("t").size() == 1);
+    r.write([](auto& tx) { tx.insert("t", row{{"id", value{2}}, {"who", value{0}}}); });
+    CHECK(changes_of(r).size() == 3); // the creation and both inserts
+    CHECK(r.position() == 3);
+}
+#endif
+
 } // namespace
 } // namespace replica_tests

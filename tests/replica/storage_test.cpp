@@ -329,7 +329,7 @@ TEST_CASE_TEMPLATE("persistence: a store of another format version is refused", 
     using store_type = typename Env::store_type;
     sim_time t;
     Env env;
-    for (const std::string& format : {std::string("\0\0\0\x01", 4), std::string("\0\0\0\x03", 4), std::string("\0\0\0\0", 4), std::string("\x01", 1)}) {
+    for (const std::string& format : {std::string("\0\0\0\x01", 4), std::string("\0\0\0\x04", 4), std::string("\0\0\0\0", 4), std::string("\x01", 1)}) {
         auto store = env.template open<store_type>();
         {
             replica_t<store_type> r{*store, options_for(delete_policy::insert_revives, 0x0a), fake_clock{&t.now}};
