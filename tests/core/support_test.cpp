@@ -26,7 +26,7 @@ TEST_CASE("version: the header agrees with the build") {
     const std::string header_version = CRDTSYNC_TEST_STR(CRDTSYNC_VERSION_MAJOR) "." CRDTSYNC_TEST_STR(
         CRDTSYNC_VERSION_MINOR) "." CRDTSYNC_TEST_STR(CRDTSYNC_VERSION_PATCH);
     CHECK(header_version == CRDTSYNC_TEST_PROJECT_VERSION);
-    CHECK(crdtsync::storage_format_version == 2);
+    CHECK(crdtsync::storage_format_version == 3);
     // Public names live in the versioned inline namespace.
     static_assert(std::is_same_v<crdtsync::v0::error, crdtsync::error>);
     static_assert(std::is_same_v<crdtsync::v0::errc, crdtsync::errc>);

@@ -291,3 +291,57 @@ TEST_CASE_TEMPLATE("Quereus's snapshot stream loads into a fresh replica", F, IN
         }
     }
 }
+
+TEST_CASE("ADD COLUMN travels as Quereus sends it: an alter_column migration with ALTER TABLE text") {
+    // Quereus's own migration (vector 15), and a crdtsync replica adding the
+    // same column to the same table.
+    const auto quereus_sets = json::parse(read_file("15-S6-delta-A-to-B.json"));
+    json quereus;
+    for (const auto& cs : quereus_sets)
+        for (const auto& m : cs["schemaMigrations"]) quereus = m;
+    REQUIRE(quereus.is_object());
+    REQUIRE(quereus["type"] == "alter_column");
+
+    crdtsync::memory_store store;
+    crdtsync::replica<crdtsync::memory_store, vector_clock> r{store, quereus_options()};
+    const auto created = r.apply(crdtsync::wire::decode_change_sets(read_file("01-S3-A-to-B.json")));
+    REQUIRE(created.rejected.empty());
+    const auto before = r.position();
+    r.write([](auto& tx) { tx.add_column("items", crdtsync::column_def{"note", crdtsync::column_type::text, true}); });
+    const auto ours_text = crdtsync::wire::encode_change_sets(r.changes_since(crdtsync::site_id{}, before).change_sets);
+    const auto ours_sets = json::parse(ours_text);
+    REQUIRE(ours_sets.size() == 1);
+    REQUIRE(ours_sets[0]["schemaMigrations"].size() == 1);
+    const auto ours = ours_sets[0]["schemaMigrations"][0];
+    // The same members in the same order, the same kind, table, schema version.
+    std::vector<std::string> ours_members, quereus_members;
+    for (const auto& [k, v] : ours.items()) ours_members.push_back(k);
+    for (const auto& [k, v] : quereus.items()) quereus_members.push_back(k);
+    CHECK(ours_members == quereus_members);
+    for (const char* member : {"type", "schema", "table", "schemaVersion"}) CHECK(ours[member] == quereus[member]);
+    CHECK(ours_text.find(R"("type":"alter_column","schema":"main","table":"items","ddl":"ALTER TABLE \"main\".\"items\" ADD COLUMN \"note\" TEXT NULL")") !=
+          std::string::npos);
+    // Both DDL texts say the same thing.
+    const auto a = crdtsync::table_def::parse_add_column(ours["ddl"].get<std::string>());
+    const auto b = crdtsync::table_def::parse_add_column(quereus["ddl"].get<std::string>());
+    CHECK(a.schema == b.schema);
+    CHECK(a.table == b.table);
+    CHECK(a.column == b.column);
+
+    // A replica that already has the column (Quereus's own migration came
+    // first) takes ours without complaint, and the other way round.
+    crdtsync::memory_store s2;
+    crdtsync::replica<crdtsync::memory_store, vector_clock> other{s2, quereus_options()};
+    REQUIRE(other.apply(crdtsync::wire::decode_change_sets(read_file("16-S6-A-to-C.json"))).rejected.empty());
+    const auto res = other.apply(crdtsync::wire::decode_change_sets(ours_text));
+    CHECK(res.rejected.empty());
+    CHECK(other.find_table("items")->columns().size() == 6);
+    // The legacy kind is still understood on input.
+    crdtsync::memory_store s3;
+    crdtsync::replica<crdtsync::memory_store, vector_clock> legacy{s3, quereus_options()};
+    REQUIRE(legacy.apply(crdtsync::wire::decode_change_sets(read_file("01-S3-A-to-B.json"))).rejected.empty());
+    auto as_add = ours_sets;
+    as_add[0]["schemaMigrations"][0]["type"] = "add_column";
+    CHECK(legacy.apply(crdtsync::wire::decode_change_sets(as_add.dump())).rejected.empty());
+    CHECK(legacy.find_table("items")->columns().size() == 6);
+}

@@ -495,45 +495,69 @@ TEST_CASE("processes: two processes writing one LMDB replica: every write is in 
     CHECK(peer.dump() == r.dump());
 }
 
-TEST_CASE("processes: two processes creating one new LMDB replica agree on its site id") {
-    constexpr int trials = 5;
-    for (int trial = 0; trial < trials; ++trial) {
-        temp_dir dir;
-        const auto path = (dir.path() / "new.mdb").string();
-        int ids[2];
-        REQUIRE(::pipe(ids) == 0);
-        start_gate gate;
-        std::vector<pid_t> kids;
-        for (int who = 0; who < 2; ++who)
-            kids.push_back(spawn([&, who] {
-                gate.wait();
-                crdtsync::lmdb_store s{path};
-                crdtsync::replica r{s};
-                r.create_table(counter_table());
-                r.write([&](auto& tx) { tx.insert("t", row{{"id", value{who}}, {"who", value{who}}}); });
-                const auto v = r.site_id().view();
-                if (::write(ids[1], v.data(), v.size()) != static_cast<ssize_t>(v.size())) throw std::runtime_error("pipe");
-            }));
-        gate.open_gate();
-        for (auto k : kids) CHECK(wait_exit(k) == 0);
-        ::close(ids[1]);
-        std::string got(32, '\0');
-        std::size_t n = 0;
-        while (n < got.size()) {
-            const auto k = ::read(ids[0], got.data() + n, got.size() - n);
-            if (k <= 0) break;
-            n += static_cast<std::size_t>(k);
+/// An lmdb_store whose first write transaction waits at a barrier: two
+/// processes opening one new replica both look at the empty store before
+/// either writes, the interleaving that once split the site id.
+struct gated_lmdb_store {
+    using kv_store_concept = crdtsync::kv_store_tag;
+    crdtsync::lmdb_store inner;
+    int arrived, go;
+    bool passed = false;
+    auto read() { return inner.read(); }
+    auto write() {
+        if (!passed) {
+            passed = true;
+            char c = 1;
+            (void)!::write(arrived, &c, 1);
+            (void)!::read(go, &c, 1); // returns when the parent closes the pipe
         }
-        ::close(ids[0]);
-        REQUIRE(n == 32);
-        crdtsync::lmdb_store s{path};
-        crdtsync::replica r{s};
-        CHECK(got.substr(0, 16) == std::string(r.site_id().view()));
-        CHECK(got.substr(16) == std::string(r.site_id().view()));
-        CHECK(r.rows("t").size() == 2);
-        for (const auto& cs : changes_of(r)) CHECK(cs.origin == r.site_id());
-        CHECK(r.tables().size() == 1);
+        return inner.write();
     }
+};
+
+TEST_CASE("processes: two processes creating one new LMDB replica agree on its site id") {
+    temp_dir dir;
+    const auto path = (dir.path() / "new.mdb").string();
+    int ids[2], arrived[2], go[2];
+    REQUIRE(::pipe(ids) == 0);
+    REQUIRE(::pipe(arrived) == 0);
+    REQUIRE(::pipe(go) == 0);
+    std::vector<pid_t> kids;
+    for (int who = 0; who < 2; ++who)
+        kids.push_back(spawn([&, who] {
+            ::close(go[1]);
+            gated_lmdb_store s{crdtsync::lmdb_store{path}, arrived[1], go[0]};
+            crdtsync::replica r{s};
+            r.create_table(counter_table());
+            r.write([&](auto& tx) { tx.insert("t", row{{"id", value{who}}, {"who", value{who}}}); });
+            const auto v = r.site_id().view();
+            if (::write(ids[1], v.data(), v.size()) != static_cast<ssize_t>(v.size())) throw std::runtime_error("pipe");
+        }));
+    ::close(ids[1]);
+    ::close(arrived[1]);
+    ::close(go[0]);
+    char both[2];
+    CHECK(::read(arrived[0], both, 1) == 1); // both children are at their first write
+    CHECK(::read(arrived[0], both + 1, 1) == 1);
+    ::close(go[1]); // let them go
+    for (auto k : kids) CHECK(wait_exit(k) == 0);
+    ::close(arrived[0]);
+    std::string got(32, '\0');
+    std::size_t n = 0;
+    while (n < got.size()) {
+        const auto k = ::read(ids[0], got.data() + n, got.size() - n);
+        if (k <= 0) break;
+        n += static_cast<std::size_t>(k);
+    }
+    ::close(ids[0]);
+    REQUIRE(n == 32);
+    crdtsync::lmdb_store s{path};
+    crdtsync::replica r{s};
+    CHECK(got.substr(0, 16) == std::string(r.site_id().view()));
+    CHECK(got.substr(16) == std::string(r.site_id().view()));
+    CHECK(r.rows("t").size() == 2);
+    for (const auto& cs : changes_of(r)) CHECK(cs.origin == r.site_id());
+    CHECK(r.tables().size() == 1);
 }
 
 TEST_CASE("processes: a table another process created is seen by reads and writes of an open replica") {

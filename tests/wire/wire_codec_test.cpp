@@ -94,6 +94,12 @@ TEST_CASE("value decoding: one number type, tagged objects, JSON pass-through") 
     CHECK(wire::decode<value>("1e-400") == value{std::int64_t(0)}); // underflows to zero
     CHECK(wire::decode<value>("18446744073709551615") == value{big_integer::parse("18446744073709551615")});
     CHECK(wire::decode<value>("-9223372036854775808") == value{std::numeric_limits<std::int64_t>::min()});
+    // An integer written out beyond 64 bits is the real it rounds to, even
+    // when that real is -2^63 (it is not INT64_MIN).
+    CHECK(wire::decode<value>("-9223372036854775809") == value{-0x1p63});
+    CHECK(wire::decode<value>("-9223372036854775809").kind() == value_kind::real);
+    CHECK(wire::decode<value>("18446744073709551616") == value{0x1p64});
+    CHECK(wire::decode<value>("-9223372036854775808.0") == value{std::numeric_limits<std::int64_t>::min()});
     CHECK(wire::decode<value>(R"({"__bigint":"9007199254740993"})") == value{std::int64_t(9007199254740993)});
     CHECK(wire::decode<value>(R"({"__bigint":"5"})") == value{std::int64_t(5)});
     CHECK(wire::decode<value>(R"({"__bigint":"-99999999999999999999"})").kind() == value_kind::big_integer);
@@ -765,6 +771,9 @@ TEST_CASE("fast paths: numbers read as from_chars reads them") {
             if (std::from_chars(t.data(), t.data() + t.size(), i).ec == std::errc{}) return value{i};
             std::uint64_t u = 0;
             if (std::from_chars(t.data(), t.data() + t.size(), u).ec == std::errc{}) return value{u};
+            double d = 0;
+            REQUIRE(std::from_chars(t.data(), t.data() + t.size(), d).ec == std::errc{});
+            return value{d}; // beyond 64 bits: a real
         }
         double d = 0;
         REQUIRE(std::from_chars(t.data(), t.data() + t.size(), d).ec == std::errc{});
@@ -776,6 +785,7 @@ TEST_CASE("fast paths: numbers read as from_chars reads them") {
         "0", "-0", "7", "-7", "10", "1234567", "12345678", "-12345678", "99999999", "100000000", "123456789",
         "999999999999999999", "-999999999999999999", "1000000000000000000", "9223372036854775807",
         "-9223372036854775808", "9223372036854775808", "18446744073709551615", "18446744073709551616",
+        "-9223372036854775809", "-18446744073709551616", "99999999999999999999",
         "0.25", "-0.25", "1.5", "0.1", "0.3", "3.141592653589793", "2.718281828459045e-3", "1e22", "1e23", "1.5e3",
         "1E-7", "123.456e-5", "9007199254740992.5", "9007199254740993", "0.000001", "4.9e-324", "1.7976931348623157e308",
         "-0.0", "5e-1", "12345678901234567890.5", "9999999.999999999999", "1234567.1234567890123",
