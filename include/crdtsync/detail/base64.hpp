@@ -4,6 +4,7 @@
 // that into a typed error naming the field.
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,30 +31,32 @@ inline constexpr std::array<std::int8_t, 256> make_b64_table(std::string_view al
 inline constexpr auto b64_std_table = make_b64_table(b64_std);
 inline constexpr auto b64_url_table = make_b64_table(b64_url);
 
+/// Encodes `n` bytes into exactly `(4 * n + 2) / 3` characters at `out`,
+/// unpadded (the fixed-size fields, HLCs and site ids, need no allocation).
+inline void base64_encode_fixed(const unsigned char* data, std::size_t n, char* out,
+                                std::string_view alphabet) noexcept {
+    std::size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        const std::uint32_t v = (std::uint32_t(data[i]) << 16) | (std::uint32_t(data[i + 1]) << 8) | data[i + 2];
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    if (n - i == 0) return;
+    const std::uint32_t v = (std::uint32_t(data[i]) << 16) | (n - i == 2 ? std::uint32_t(data[i + 1]) << 8 : 0);
+    out[o++] = alphabet[(v >> 18) & 63];
+    out[o++] = alphabet[(v >> 12) & 63];
+    if (n - i == 2) out[o++] = alphabet[(v >> 6) & 63];
+}
+
 /// Encodes bytes; `pad` appends '=' to a multiple of four characters.
 inline void base64_encode_to(std::string& out, const unsigned char* data, std::size_t n,
                              std::string_view alphabet, bool pad) {
-    out.reserve(out.size() + (n + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        std::uint32_t v = (std::uint32_t(data[i]) << 16) | (std::uint32_t(data[i + 1]) << 8) | data[i + 2];
-        out.push_back(alphabet[(v >> 18) & 63]);
-        out.push_back(alphabet[(v >> 12) & 63]);
-        out.push_back(alphabet[(v >> 6) & 63]);
-        out.push_back(alphabet[v & 63]);
-    }
-    if (n - i == 1) {
-        std::uint32_t v = std::uint32_t(data[i]) << 16;
-        out.push_back(alphabet[(v >> 18) & 63]);
-        out.push_back(alphabet[(v >> 12) & 63]);
-        if (pad) out.append("==");
-    } else if (n - i == 2) {
-        std::uint32_t v = (std::uint32_t(data[i]) << 16) | (std::uint32_t(data[i + 1]) << 8);
-        out.push_back(alphabet[(v >> 18) & 63]);
-        out.push_back(alphabet[(v >> 12) & 63]);
-        out.push_back(alphabet[(v >> 6) & 63]);
-        if (pad) out.push_back('=');
-    }
+    const std::size_t at = out.size(), chars = (4 * n + 2) / 3;
+    out.resize(at + chars);
+    base64_encode_fixed(data, n, out.data() + at, alphabet);
+    if (pad) out.append((4 - chars % 4) % 4, '=');
 }
 
 [[nodiscard]] inline std::string base64_encode(std::string_view bytes, bool url = false) {
@@ -81,6 +84,46 @@ inline void base64_encode_to(std::string& out, const unsigned char* data, std::s
     return std::string("byte 0x") + hex[u >> 4] + hex[u & 15];
 }
 
+/// Decodes exactly `text.size()` characters (size % 4 != 1, no padding) into
+/// `3 * size / 4` bytes at `out`; false on any character outside the
+/// alphabet or non-zero trailing bits.
+inline bool base64_decode_fixed(std::string_view text, unsigned char* out,
+                                const std::array<std::int8_t, 256>& table) noexcept {
+    std::uint32_t acc = 0;
+    int bits = 0;
+    std::size_t o = 0;
+    for (char ch : text) {
+        const int v = table[static_cast<unsigned char>(ch)];
+        if (v < 0) return false;
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = static_cast<unsigned char>((acc >> bits) & 0xFF);
+        }
+    }
+    return bits == 0 || (acc & ((1u << bits) - 1)) == 0;
+}
+
+/// Decodes `n` groups of four standard base64 characters from `in` into
+/// 3 * n bytes at `out`; false if any character is outside the alphabet.
+/// Branch-free over the groups (the HLC decoder's inner loop).
+inline bool base64_decode_groups(const char* in, std::size_t n, unsigned char* out) noexcept {
+    const auto& table = b64_std_table;
+    int bad = 0; // negative once any character is outside the alphabet
+    for (std::size_t g = 0; g < n; ++g, in += 4, out += 3) {
+        const int a = table[static_cast<unsigned char>(in[0])], b = table[static_cast<unsigned char>(in[1])],
+                  c = table[static_cast<unsigned char>(in[2])], d = table[static_cast<unsigned char>(in[3])];
+        bad |= a | b | c | d;
+        const std::uint32_t v = (std::uint32_t(a & 63) << 18) | (std::uint32_t(b & 63) << 12) |
+                                (std::uint32_t(c & 63) << 6) | std::uint32_t(d & 63);
+        out[0] = static_cast<unsigned char>(v >> 16);
+        out[1] = static_cast<unsigned char>(v >> 8);
+        out[2] = static_cast<unsigned char>(v);
+    }
+    return bad >= 0;
+}
+
 /// Strict decoder: standard alphabet requires correct '=' padding; url alphabet
 /// forbids padding. Non-zero trailing bits are rejected so every byte string
 /// has exactly one text form.
@@ -93,21 +136,9 @@ inline void base64_encode_to(std::string& out, const unsigned char* data, std::s
         if (len >= 1 && text[len - 1] == '=') --len;
     }
     if (len % 4 == 1) return std::nullopt;
-    std::string out;
-    out.reserve(len * 3 / 4);
-    std::uint32_t acc = 0;
-    int bits = 0;
-    for (std::size_t i = 0; i < len; ++i) {
-        const int v = table[static_cast<unsigned char>(text[i])];
-        if (v < 0) return std::nullopt;
-        acc = (acc << 6) | static_cast<std::uint32_t>(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-        }
-    }
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+    std::string out(len * 3 / 4, '\0');
+    if (!base64_decode_fixed(text.substr(0, len), reinterpret_cast<unsigned char*>(out.data()), table))
+        return std::nullopt;
     return out;
 }
 
