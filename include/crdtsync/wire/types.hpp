@@ -2,10 +2,15 @@
 /// \file wire/types.hpp
 /// How each wire type travels: its JSON members, read and written.
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
+#include <iterator>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -14,6 +19,7 @@
 #include <crdtsync/change.hpp>
 #include <crdtsync/message.hpp>
 #include <crdtsync/snapshot_chunk.hpp>
+#include <crdtsync/wire/detail/described.hpp>
 #include <crdtsync/wire/detail/encodings.hpp>
 
 namespace crdtsync {
@@ -24,16 +30,6 @@ namespace detail {
 // ---------------------------------------------------------------------------
 // Decoders. Each `read(r, p, out)` reads the value that comes next in `r`,
 // found at JSON path `p`, into `out`, or throws naming `p`.
-
-/// Reads member `type` and checks it is `wanted`.
-inline void expect_type(reader& r, const path& p, std::string_view wanted) {
-    const auto m = r.mark();
-    std::string scratch;
-    if (r.string(p, scratch) != wanted) {
-        r.rewind(m);
-        fail(p, "expected \"" + std::string(wanted) + "\", got " + r.describe_next());
-    }
-}
 
 /// A string member: a view into the input, or into `buf` when it was written
 /// with escapes.
@@ -337,54 +333,6 @@ inline constexpr migration_kind all_migration_kinds[] = {
     migration_kind::add_column,   migration_kind::drop_column,  migration_kind::alter_column,
     migration_kind::add_index,    migration_kind::drop_index};
 
-inline void read(reader& r, const path& p, schema_migration& out) {
-    bool type = false, schema = false, table = false, ddl = false, version = false, schema_version = false;
-    out.from_table.reset();
-    r.object(p, "a schema migration object", [&](std::string_view key, const path& kp) {
-        if (key_is(key, "type")) {
-            const auto m = r.mark();
-            std::string scratch;
-            const auto t = r.string(kp, scratch);
-            const auto* kind = std::find_if(std::begin(all_migration_kinds), std::end(all_migration_kinds),
-                                            [&](migration_kind k) { return to_string(k) == t; });
-            if (kind == std::end(all_migration_kinds)) {
-                r.rewind(m);
-                fail(kp, "expected one of create_table, drop_table, rename_table, add_column, drop_column, "
-                         "alter_column, add_index, drop_index, got " + r.describe_next());
-            }
-            out.type = *kind;
-            type = true;
-        } else if (key_is(key, "schema")) {
-            out.schema = r.string(kp);
-            schema = true;
-        } else if (key_is(key, "table")) {
-            out.table = r.string(kp);
-            table = true;
-        } else if (key_is(key, "fromTable")) {
-            if (r.try_null(kp)) out.from_table.reset();
-            else out.from_table = r.string(kp);
-        } else if (key_is(key, "ddl")) {
-            out.ddl = r.string(kp);
-            ddl = true;
-        } else if (key_is(key, "hlc")) {
-            read(r, kp, out.version);
-            version = true;
-        } else if (key_is(key, "schemaVersion")) {
-            out.schema_version = static_cast<std::int64_t>(
-                r.unsigned_integer(kp, std::uint64_t(std::numeric_limits<std::int64_t>::max())));
-            schema_version = true;
-        } else {
-            r.skip(kp);
-        }
-    });
-    require(type, p, "type");
-    require(schema, p, "schema");
-    require(table, p, "table");
-    require(ddl, p, "ddl");
-    require(version, p, "hlc");
-    require(schema_version, p, "schemaVersion");
-}
-
 inline void read(reader& r, const path& p, change_set& out) {
     bool origin = false, transaction = false, version = false, changes = false;
     out.migrations.clear(); // Quereus reads a missing list as empty
@@ -414,502 +362,267 @@ inline void read(reader& r, const path& p, change_set& out) {
     require(changes, p, "changes");
 }
 
-/// An optional string member: absent and `null` both mean "not there".
-inline void read_optional(reader& r, const path& kp, std::optional<std::string>& out) {
-    if (r.try_null(kp)) out.reset();
-    else out = r.string(kp);
-}
-
-inline void read(reader& r, const path& p, rejection& out) {
-    bool reason = false;
-    out.code.reset();
-    out.table.reset();
-    out.column.reset();
-    out.transaction_id.clear();
-    r.object(p, "a rejection object", [&](std::string_view key, const path& kp) {
-        if (key_is(key, "reason")) {
-            out.reason = r.string(kp);
-            reason = true;
-        } else if (key_is(key, "code")) {
-            read_optional(r, kp, out.code);
-        } else if (key_is(key, "table")) {
-            read_optional(r, kp, out.table);
-        } else if (key_is(key, "column")) {
-            read_optional(r, kp, out.column);
-        } else if (key_is(key, "transactionId")) { // crdtsync's addition
-            if (r.try_null(kp)) out.transaction_id.clear();
-            else out.transaction_id = r.string(kp);
-        } else {
-            r.skip(kp);
-        }
-    });
-    require(reason, p, "reason");
-}
-
-// `apply_result::unknown_table`: Quereus sends a count of diverted facts;
-// these serve whichever of a count or a table name this build keeps.
-template <class U>
-void read_unknown_table(reader& r, const path& p, std::optional<U>& out) {
-    if (r.try_null(p)) {
-        out.reset();
-    } else if constexpr (std::is_integral_v<U>) {
-        out = static_cast<U>(r.unsigned_integer(p, std::numeric_limits<U>::max()));
-    } else if (r.next() == reader::token::string) {
-        out = r.string(p);
-    } else { // a Quereus count, kept as its decimal text
-        out = std::to_string(r.unsigned_integer(p, std::numeric_limits<std::uint64_t>::max()));
+/// A migration's `type`: one of its kinds' names.
+inline void read(reader& r, const path& p, migration_kind& out) {
+    const auto m = r.mark();
+    std::string scratch;
+    const auto t = r.string(p, scratch);
+    const auto* kind = std::find_if(std::begin(all_migration_kinds), std::end(all_migration_kinds),
+                                    [&](migration_kind k) { return to_string(k) == t; });
+    if (kind == std::end(all_migration_kinds)) {
+        r.rewind(m);
+        fail(p, "expected one of create_table, drop_table, rename_table, add_column, drop_column, "
+                "alter_column, add_index, drop_index, got " + r.describe_next());
     }
+    out = *kind;
 }
 
-struct apply_result_fields {
-    bool applied = false, skipped = false, conflicts = false, transactions = false;
-};
-
-/// One member of an apply result; false if `key` is none of its members
-/// (the `apply_result` message puts `type` and `requestId` beside them).
-inline bool read_apply_result_member(reader& r, std::string_view key, const path& kp, apply_result& out,
-                                     apply_result_fields& seen) {
-    constexpr auto max = std::numeric_limits<std::uint64_t>::max();
-    if (key_is(key, "applied")) {
-        out.applied = r.unsigned_integer(kp, max);
-        seen.applied = true;
-    } else if (key_is(key, "skipped")) {
-        out.skipped = r.unsigned_integer(kp, max);
-        seen.skipped = true;
-    } else if (key_is(key, "conflicts")) {
-        out.conflicts = r.unsigned_integer(kp, max);
-        seen.conflicts = true;
-    } else if (key_is(key, "transactions")) {
-        out.transactions = r.unsigned_integer(kp, max);
-        seen.transactions = true;
-    } else if (key_is(key, "rejected")) {
-        if (r.try_null(kp)) out.rejected.clear();
-        else read(r, kp, out.rejected);
-    } else if (key_is(key, "unknownTable")) {
-        read_unknown_table(r, kp, out.unknown_table);
-    } else {
-        return false;
-    }
-    return true;
+template <class Sink>
+void write(Sink& s, migration_kind k) {
+    s.ascii(to_string(k));
 }
 
-inline void require_apply_result(const apply_result_fields& seen, const path& p) {
-    require(seen.applied, p, "applied");
-    require(seen.skipped, p, "skipped");
-    require(seen.conflicts, p, "conflicts");
-    require(seen.transactions, p, "transactions");
-}
-
-inline void read(reader& r, const path& p, apply_result& out) {
-    apply_result_fields seen;
-    out.rejected.clear();
-    out.unknown_table.reset();
-    r.object(p, "an apply result object", [&](std::string_view key, const path& kp) {
-        if (!read_apply_result_member(r, key, kp, out, seen)) r.skip(kp);
-    });
-    require_apply_result(seen, p);
-}
-
-// ---- snapshot chunks and messages: flat objects with a `type`
-
-/// Reads an object whose `type` must be `T::wire_type`; `on_member` handles
-/// the other members and returns false for those it does not know.
-template <class T, class F>
-void read_typed(reader& r, const path& p, std::string_view what, F&& on_member) {
-    bool type = false;
-    r.object(p, what, [&](std::string_view key, const path& kp) {
-        if (key_is(key, "type")) {
-            expect_type(r, kp, T::wire_type);
-            type = true;
-        } else if (!on_member(key, kp)) {
-            r.skip(kp);
-        }
-    });
-    require(type, p, "type");
-}
-
-/// A required member's flag and reader, for `read_typed` callbacks.
-#define CRDTSYNC_WIRE_MEMBER(name, flag, ...) \
-    if (key_is(key, name)) {                   \
-        __VA_ARGS__;                           \
-        flag = true;                           \
-        return true;                           \
-    }
-
-inline void read(reader& r, const path& p, snapshot_header& out) {
-    out.position.reset();
-    out.receiver_position.reset();
-    bool site = false, version = false, format = false, tables = false, migrations = false, id = false;
-    read_typed<snapshot_header>(r, p, "a snapshot header chunk", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("siteId", site, read(r, kp, out.origin))
-        CRDTSYNC_WIRE_MEMBER("hlc", version, read(r, kp, out.version))
-        CRDTSYNC_WIRE_MEMBER("snapshotFormat", format,
-                             out.snapshot_format = static_cast<std::uint32_t>(r.unsigned_integer(kp, 0xFFFFFFFFu)))
-        CRDTSYNC_WIRE_MEMBER("tableCount", tables, out.table_count = r.unsigned_integer(kp, UINT64_MAX))
-        CRDTSYNC_WIRE_MEMBER("migrationCount", migrations, out.migration_count = r.unsigned_integer(kp, UINT64_MAX))
-        CRDTSYNC_WIRE_MEMBER("snapshotId", id, out.snapshot_id = r.string(kp))
-        if (key_is(key, "position")) { // crdtsync's addition
-            if (r.try_null(kp)) out.position.reset();
-            else out.position = r.unsigned_integer(kp, UINT64_MAX);
-            return true;
-        }
-        if (key_is(key, "receiverPosition")) { // crdtsync's addition
-            if (r.try_null(kp)) out.receiver_position.reset();
-            else out.receiver_position = r.unsigned_integer(kp, UINT64_MAX);
-            return true;
-        }
-        return false;
-    });
-    require(site, p, "siteId");
-    require(version, p, "hlc");
-    require(format, p, "snapshotFormat");
-    require(tables, p, "tableCount");
-    require(migrations, p, "migrationCount");
-    require(id, p, "snapshotId");
-}
-
-inline void read(reader& r, const path& p, snapshot_schema_migration& out) {
-    bool migration = false;
-    read_typed<snapshot_schema_migration>(r, p, "a snapshot schema-migration chunk",
-                                          [&](std::string_view key, const path& kp) {
-                                              CRDTSYNC_WIRE_MEMBER("migration", migration, read(r, kp, out.migration))
-                                              return false;
-                                          });
-    require(migration, p, "migration");
-}
-
-inline void read(reader& r, const path& p, snapshot_table_start& out) {
-    out.first_entry = 0;
-    bool schema = false, table = false, estimated = false;
-    read_typed<snapshot_table_start>(r, p, "a snapshot table-start chunk", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("schema", schema, out.schema = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("table", table, out.table = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("estimatedEntries", estimated, out.estimated_entries = r.unsigned_integer(kp, UINT64_MAX))
-        if (key_is(key, "firstEntry")) { // crdtsync's addition
-            out.first_entry = r.unsigned_integer(kp, UINT64_MAX);
-            return true;
-        }
-        return false;
-    });
-    require(schema, p, "schema");
-    require(table, p, "table");
-    require(estimated, p, "estimatedEntries");
-}
-
-inline void read(reader& r, const path& p, column_version_entry& out) {
-    bool column = false, version = false, val = false, pk = false;
-    r.object(p, "a column version entry object", [&](std::string_view key, const path& kp) {
-        if (key_is(key, "column")) {
-            out.column = r.string(kp);
-            column = true;
-        } else if (key_is(key, "hlc")) {
-            read(r, kp, out.version);
-            version = true;
-        } else if (key_is(key, "value")) {
-            read(r, kp, out.val);
-            val = true;
-        } else if (key_is(key, "pk")) {
-            read(r, kp, out.pk);
-            pk = true;
-        } else {
-            r.skip(kp);
-        }
-    });
-    require(column, p, "column");
-    require(version, p, "hlc");
-    require(val, p, "value");
-    require(pk, p, "pk");
-}
-
-inline void read(reader& r, const path& p, snapshot_column_versions& out) {
-    bool schema = false, table = false, entries = false;
-    read_typed<snapshot_column_versions>(r, p, "a snapshot column-versions chunk",
-                                         [&](std::string_view key, const path& kp) {
-                                             CRDTSYNC_WIRE_MEMBER("schema", schema, out.schema = r.string(kp))
-                                             CRDTSYNC_WIRE_MEMBER("table", table, out.table = r.string(kp))
-                                             CRDTSYNC_WIRE_MEMBER("entries", entries, read(r, kp, out.entries))
-                                             return false;
-                                         });
-    require(schema, p, "schema");
-    require(table, p, "table");
-    require(entries, p, "entries");
-}
-
-inline void read(reader& r, const path& p, snapshot_table_end& out) {
-    bool schema = false, table = false, written = false;
-    read_typed<snapshot_table_end>(r, p, "a snapshot table-end chunk", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("schema", schema, out.schema = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("table", table, out.table = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("entriesWritten", written, out.entries_written = r.unsigned_integer(kp, UINT64_MAX))
-        return false;
-    });
-    require(schema, p, "schema");
-    require(table, p, "table");
-    require(written, p, "entriesWritten");
-}
-
-inline void read(reader& r, const path& p, tombstone_entry& out) {
-    bool pk = false, version = false, created = false;
-    out.prior_row.reset();
-    r.object(p, "a tombstone entry object", [&](std::string_view key, const path& kp) {
-        if (key_is(key, "pk")) {
-            read(r, kp, out.pk);
-            pk = true;
-        } else if (key_is(key, "hlc")) {
-            read(r, kp, out.version);
-            version = true;
-        } else if (key_is(key, "createdAt")) {
-            out.created_at = r.unsigned_integer(kp, UINT64_MAX);
-            created = true;
-        } else if (key_is(key, "priorRow")) {
-            if (r.try_null(kp)) {
-                out.prior_row.reset();
-                return;
-            }
-            out.prior_row.emplace();
-            read(r, kp, *out.prior_row);
-        } else {
-            r.skip(kp);
-        }
-    });
-    require(pk, p, "pk");
-    require(version, p, "hlc");
-    require(created, p, "createdAt");
-}
-
-inline void read(reader& r, const path& p, snapshot_tombstones& out) {
-    bool schema = false, table = false, entries = false;
-    read_typed<snapshot_tombstones>(r, p, "a snapshot tombstone chunk", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("schema", schema, out.schema = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("table", table, out.table = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("entries", entries, read(r, kp, out.entries))
-        return false;
-    });
-    require(schema, p, "schema");
-    require(table, p, "table");
-    require(entries, p, "entries");
-}
-
-inline void read(reader& r, const path& p, snapshot_footer& out) {
-    bool id = false, tables = false, entries = false, migrations = false;
-    read_typed<snapshot_footer>(r, p, "a snapshot footer chunk", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("snapshotId", id, out.snapshot_id = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("totalTables", tables, out.total_tables = r.unsigned_integer(kp, UINT64_MAX))
-        CRDTSYNC_WIRE_MEMBER("totalEntries", entries, out.total_entries = r.unsigned_integer(kp, UINT64_MAX))
-        CRDTSYNC_WIRE_MEMBER("totalMigrations", migrations, out.total_migrations = r.unsigned_integer(kp, UINT64_MAX))
-        return false;
-    });
-    require(id, p, "snapshotId");
-    require(tables, p, "totalTables");
-    require(entries, p, "totalEntries");
-    require(migrations, p, "totalMigrations");
-}
-
-inline void read(reader& r, const path& p, snapshot_chunk& out) { read_variant(r, p, out, "a snapshot chunk object"); }
-
-inline void read(reader& r, const path& p, snapshot_last_entry& out) {
-    bool table = false, pk = false, column = false;
-    r.object(p, "a last entry object", [&](std::string_view key, const path& kp) {
-        const auto member = [&]() -> bool {
-            CRDTSYNC_WIRE_MEMBER("table", table, out.table = r.string(kp))
-            CRDTSYNC_WIRE_MEMBER("pk", pk, read(r, kp, out.pk))
-            CRDTSYNC_WIRE_MEMBER("column", column, out.column = r.string(kp))
-            return false;
-        };
-        if (!member()) r.skip(kp);
-    });
-    require(table, p, "table");
-    require(pk, p, "pk");
-    require(column, p, "column");
-}
-
-inline void read(reader& r, const path& p, snapshot_checkpoint& out) {
-    out.position.reset();
-    out.last_entry.reset();
-    bool id = false, site = false, version = false, table_index = false, entry_index = false, completed = false,
-         processed = false, created = false;
-    r.object(p, "a snapshot checkpoint object", [&](std::string_view key, const path& kp) {
-        const auto member = [&]() -> bool {
-            CRDTSYNC_WIRE_MEMBER("snapshotId", id, out.snapshot_id = r.string(kp))
-            CRDTSYNC_WIRE_MEMBER("siteId", site, read(r, kp, out.origin))
-            CRDTSYNC_WIRE_MEMBER("hlc", version, read(r, kp, out.version))
-            CRDTSYNC_WIRE_MEMBER("lastTableIndex", table_index, out.last_table_index = r.unsigned_integer(kp, UINT64_MAX))
-            CRDTSYNC_WIRE_MEMBER("lastEntryIndex", entry_index, out.last_entry_index = r.unsigned_integer(kp, UINT64_MAX))
-            CRDTSYNC_WIRE_MEMBER("completedTables", completed, read(r, kp, out.completed_tables))
-            CRDTSYNC_WIRE_MEMBER("entriesProcessed", processed, out.entries_processed = r.unsigned_integer(kp, UINT64_MAX))
-            CRDTSYNC_WIRE_MEMBER("createdAt", created, out.created_at = r.unsigned_integer(kp, UINT64_MAX))
-            if (key_is(key, "position")) { // crdtsync's addition
-                if (r.try_null(kp)) out.position.reset();
-                else out.position = r.unsigned_integer(kp, UINT64_MAX);
-                return true;
-            }
-            if (key_is(key, "lastEntry")) { // crdtsync's addition
-                if (r.try_null(kp)) out.last_entry.reset();
-                else read(r, kp, out.last_entry.emplace());
-                return true;
-            }
-            return false;
-        };
-        if (!member()) r.skip(kp);
-    });
-    require(id, p, "snapshotId");
-    require(site, p, "siteId");
-    require(version, p, "hlc");
-    require(table_index, p, "lastTableIndex");
-    require(entry_index, p, "lastEntryIndex");
-    require(completed, p, "completedTables");
-    require(processed, p, "entriesProcessed");
-    require(created, p, "createdAt");
-}
-
-// ---- messages
-
-inline void read(reader& r, const path& p, msg::handshake& out) {
-    bool database = false, site = false, version = false;
-    out.token.reset();
-    read_typed<msg::handshake>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("databaseId", database, out.database_id = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("siteId", site, read(r, kp, out.site))
-        CRDTSYNC_WIRE_MEMBER("protocolVersion", version,
-                             out.protocol_version = static_cast<std::uint32_t>(r.unsigned_integer(kp, 0xFFFFFFFFu)))
-        if (key_is(key, "token")) {
-            read_optional(r, kp, out.token);
-            return true;
-        }
-        return false;
-    });
-    require(database, p, "databaseId");
-    require(site, p, "siteId");
-    require(version, p, "protocolVersion");
-}
-
-inline void read(reader& r, const path& p, msg::get_changes& out) {
-    out.since.reset();
-    read_typed<msg::get_changes>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        if (!key_is(key, "sinceHLC")) return false;
-        if (r.try_null(kp)) {
-            out.since.reset();
-            return true;
-        }
-        if (r.next() == reader::token::string) { // Quereus reads "" as absent
+/// `get_changes.sinceHLC`: Quereus reads "" as absent.
+struct empty_text_is_absent {
+    static void get(reader& r, const path& p, std::optional<hlc>& x) {
+        if (r.next() == reader::token::string) {
             const auto m = r.mark();
-            if (r.string(kp).empty()) {
-                out.since.reset();
-                return true;
+            if (r.string(p).empty()) {
+                x.reset();
+                return;
             }
             r.rewind(m);
         }
-        out.since.emplace();
-        read(r, kp, *out.since);
-        return true;
-    });
-}
+        plain::get(r, p, x);
+    }
+    template <class Sink>
+    static void put(Sink& s, const std::optional<hlc>& x) {
+        plain::put(s, x);
+    }
+};
 
-inline void read(reader& r, const path& p, msg::apply_changes& out) {
-    bool changes = false;
-    out.request_id.reset();
-    read_typed<msg::apply_changes>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("changes", changes, read(r, kp, out.changes))
-        if (key_is(key, "requestId")) {
-            read_optional(r, kp, out.request_id);
-            return true;
-        }
-        return false;
-    });
-    require(changes, p, "changes");
-}
+// ---------------------------------------------------------------------------
+// The descriptions: every wire type but the facts and the change set (above,
+// by hand, the decoder's hot path) lists its members here, once, in the order
+// Quereus writes them. `required` members must be there; `when_set` ones are
+// written only when set (an optional with a value, a non-empty list, a
+// non-zero count) and read as empty when absent or null. Members marked
+// "crdtsync's addition" are not Quereus's: its readers ignore them.
 
-template <class Empty>
-    requires std::is_empty_v<Empty>
-void read(reader& r, const path& p, Empty&) {
-    read_typed<Empty>(r, p, "a message object", [](std::string_view, const path&) { return false; });
-}
+template <>
+struct description<schema_migration> {
+    using T = schema_migration;
+    static constexpr std::string_view what = "a schema migration object";
+    static constexpr std::tuple members{required("type", &T::type),     required("schema", &T::schema),
+                                        required("table", &T::table),   when_set("fromTable", &T::from_table),
+                                        required("ddl", &T::ddl),       required("hlc", &T::version),
+                                        required("schemaVersion", &T::schema_version)};
+};
 
-inline void read(reader& r, const path& p, msg::resume_snapshot& out) {
-    bool checkpoint = false;
-    read_typed<msg::resume_snapshot>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("checkpoint", checkpoint, read(r, kp, out.checkpoint))
-        return false;
-    });
-    require(checkpoint, p, "checkpoint");
-}
+template <>
+struct description<rejection> {
+    using T = rejection;
+    static constexpr std::string_view what = "a rejection object";
+    static constexpr std::tuple members{required("reason", &T::reason), when_set("code", &T::code),
+                                        when_set("table", &T::table), when_set("column", &T::column),
+                                        when_set("transactionId", &T::transaction_id)}; // crdtsync's addition
+};
 
-inline void read(reader& r, const path& p, msg::handshake_ack& out) {
-    bool server = false, connection = false, version = false;
-    out.database_id.reset();
-    read_typed<msg::handshake_ack>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("serverSiteId", server, read(r, kp, out.server_site))
-        CRDTSYNC_WIRE_MEMBER("connectionId", connection, out.connection_id = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("protocolVersion", version,
-                             out.protocol_version = static_cast<std::uint32_t>(r.unsigned_integer(kp, 0xFFFFFFFFu)))
-        if (key_is(key, "databaseId")) {
-            read_optional(r, kp, out.database_id);
-            return true;
-        }
-        return false;
-    });
-    require(server, p, "serverSiteId");
-    require(connection, p, "connectionId");
-    require(version, p, "protocolVersion");
-}
+template <>
+struct description<apply_result> {
+    using T = apply_result;
+    static constexpr std::string_view what = "an apply result object";
+    static constexpr std::tuple members{required("applied", &T::applied),
+                                        required("skipped", &T::skipped),
+                                        required("conflicts", &T::conflicts),
+                                        required("transactions", &T::transactions),
+                                        when_set("rejected", &T::rejected),
+                                        when_set("unknownTable", &T::unknown_table)};
+};
+
+// ---- snapshot chunks
+
+template <>
+struct description<snapshot_header> {
+    using T = snapshot_header;
+    static constexpr std::string_view what = "a snapshot header chunk";
+    static constexpr std::tuple members{required("siteId", &T::origin),
+                                        required("hlc", &T::version),
+                                        required("snapshotFormat", &T::snapshot_format),
+                                        required("tableCount", &T::table_count),
+                                        required("migrationCount", &T::migration_count),
+                                        required("snapshotId", &T::snapshot_id),
+                                        when_set("position", &T::position),                  // crdtsync's addition
+                                        when_set("receiverPosition", &T::receiver_position)}; // crdtsync's addition
+};
+
+template <>
+struct description<snapshot_schema_migration> {
+    static constexpr std::string_view what = "a snapshot schema-migration chunk";
+    static constexpr std::tuple members{required("migration", &snapshot_schema_migration::migration)};
+};
+
+template <>
+struct description<snapshot_table_start> {
+    using T = snapshot_table_start;
+    static constexpr std::string_view what = "a snapshot table-start chunk";
+    static constexpr std::tuple members{required("schema", &T::schema), required("table", &T::table),
+                                        required("estimatedEntries", &T::estimated_entries),
+                                        when_set("firstEntry", &T::first_entry, false)}; // crdtsync's addition
+};
+
+template <>
+struct description<column_version_entry> {
+    using T = column_version_entry;
+    static constexpr std::string_view what = "a column version entry object";
+    static constexpr std::tuple members{required("column", &T::column), required("hlc", &T::version),
+                                        required("value", &T::val), required("pk", &T::pk)};
+};
+
+template <>
+struct description<snapshot_column_versions> {
+    using T = snapshot_column_versions;
+    static constexpr std::string_view what = "a snapshot column-versions chunk";
+    static constexpr std::tuple members{required("schema", &T::schema), required("table", &T::table),
+                                        required("entries", &T::entries)};
+};
+
+template <>
+struct description<snapshot_table_end> {
+    using T = snapshot_table_end;
+    static constexpr std::string_view what = "a snapshot table-end chunk";
+    static constexpr std::tuple members{required("schema", &T::schema), required("table", &T::table),
+                                        required("entriesWritten", &T::entries_written)};
+};
+
+template <>
+struct description<tombstone_entry> {
+    using T = tombstone_entry;
+    static constexpr std::string_view what = "a tombstone entry object";
+    static constexpr std::tuple members{required("pk", &T::pk), required("hlc", &T::version),
+                                        required("createdAt", &T::created_at), when_set("priorRow", &T::prior_row)};
+};
+
+template <>
+struct description<snapshot_tombstones> {
+    using T = snapshot_tombstones;
+    static constexpr std::string_view what = "a snapshot tombstone chunk";
+    static constexpr std::tuple members{required("schema", &T::schema), required("table", &T::table),
+                                        required("entries", &T::entries)};
+};
+
+template <>
+struct description<snapshot_footer> {
+    using T = snapshot_footer;
+    static constexpr std::string_view what = "a snapshot footer chunk";
+    static constexpr std::tuple members{required("snapshotId", &T::snapshot_id),
+                                        required("totalTables", &T::total_tables),
+                                        required("totalEntries", &T::total_entries),
+                                        required("totalMigrations", &T::total_migrations)};
+};
+
+template <>
+struct description<snapshot_last_entry> {
+    using T = snapshot_last_entry;
+    static constexpr std::string_view what = "a last entry object";
+    static constexpr std::tuple members{required("table", &T::table), required("pk", &T::pk),
+                                        required("column", &T::column)};
+};
+
+template <>
+struct description<snapshot_checkpoint> {
+    using T = snapshot_checkpoint;
+    static constexpr std::string_view what = "a snapshot checkpoint object";
+    static constexpr std::tuple members{required("snapshotId", &T::snapshot_id),
+                                        required("siteId", &T::origin),
+                                        required("hlc", &T::version),
+                                        required("lastTableIndex", &T::last_table_index),
+                                        required("lastEntryIndex", &T::last_entry_index),
+                                        required("completedTables", &T::completed_tables),
+                                        required("entriesProcessed", &T::entries_processed),
+                                        required("createdAt", &T::created_at),
+                                        when_set("position", &T::position),    // crdtsync's addition
+                                        when_set("lastEntry", &T::last_entry)}; // crdtsync's addition
+};
+
+// ---- messages
+
+/// Messages name themselves "a message object" in errors.
+struct message_description {
+    static constexpr std::string_view what = "a message object";
+};
 
 template <class M>
-void read_change_sets_message(reader& r, const path& p, M& out) {
-    bool sets = false;
-    read_typed<M>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("changeSets", sets, read(r, kp, out.change_sets))
-        return false;
-    });
-    require(sets, p, "changeSets");
-}
+    requires std::is_empty_v<M> && typed_wire_object<M>
+struct description<M> : message_description {
+    static constexpr std::tuple<> members{};
+};
 
-inline void read(reader& r, const path& p, msg::changes& out) { read_change_sets_message(r, p, out); }
-inline void read(reader& r, const path& p, msg::push_changes& out) { read_change_sets_message(r, p, out); }
+template <>
+struct description<msg::handshake> : message_description {
+    using T = msg::handshake;
+    static constexpr std::tuple members{required("databaseId", &T::database_id), required("siteId", &T::site),
+                                        when_set("token", &T::token),
+                                        required("protocolVersion", &T::protocol_version)};
+};
 
-inline void read(reader& r, const path& p, msg::apply_result& out) {
-    apply_result_fields seen;
-    out.request_id.reset();
-    out.result.rejected.clear();
-    out.result.unknown_table.reset();
-    read_typed<msg::apply_result>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        if (key_is(key, "requestId")) {
-            read_optional(r, kp, out.request_id);
-            return true;
-        }
-        return read_apply_result_member(r, key, kp, out.result, seen);
-    });
-    require_apply_result(seen, p);
-}
+template <>
+struct description<msg::get_changes> : message_description {
+    static constexpr std::tuple members{when_set<empty_text_is_absent>("sinceHLC", &msg::get_changes::since)};
+};
 
-inline void read(reader& r, const path& p, msg::snapshot_chunk& out) {
-    bool chunk = false;
-    read_typed<msg::snapshot_chunk>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("chunk", chunk, read(r, kp, out.chunk))
-        return false;
-    });
-    require(chunk, p, "chunk");
-}
+template <>
+struct description<msg::apply_changes> : message_description {
+    using T = msg::apply_changes;
+    static constexpr std::tuple members{required("changes", &T::changes), when_set("requestId", &T::request_id)};
+};
 
-inline void read(reader& r, const path& p, msg::error& out) {
-    bool code = false, message = false;
-    out.fatal.reset();
-    read_typed<msg::error>(r, p, "a message object", [&](std::string_view key, const path& kp) {
-        CRDTSYNC_WIRE_MEMBER("code", code, out.code = r.string(kp))
-        CRDTSYNC_WIRE_MEMBER("message", message, out.message = r.string(kp))
-        if (key_is(key, "fatal")) {
-            if (r.try_null(kp)) out.fatal.reset();
-            else out.fatal = r.boolean(kp);
-            return true;
-        }
-        return false;
-    });
-    require(code, p, "code");
-    require(message, p, "message");
-}
+template <>
+struct description<msg::resume_snapshot> : message_description {
+    static constexpr std::tuple members{required("checkpoint", &msg::resume_snapshot::checkpoint)};
+};
+
+template <>
+struct description<msg::handshake_ack> : message_description {
+    using T = msg::handshake_ack;
+    static constexpr std::tuple members{required("serverSiteId", &T::server_site),
+                                        required("connectionId", &T::connection_id),
+                                        when_set("databaseId", &T::database_id),
+                                        required("protocolVersion", &T::protocol_version)};
+};
+
+template <>
+struct description<msg::changes> : message_description {
+    static constexpr std::tuple members{required("changeSets", &msg::changes::change_sets)};
+};
+
+template <>
+struct description<msg::push_changes> : message_description {
+    static constexpr std::tuple members{required("changeSets", &msg::push_changes::change_sets)};
+};
+
+template <>
+struct description<msg::apply_result> : message_description {
+    static constexpr std::tuple members{when_set("requestId", &msg::apply_result::request_id),
+                                        embed(&msg::apply_result::result)};
+};
+
+template <>
+struct description<msg::snapshot_chunk> : message_description {
+    static constexpr std::tuple members{required("chunk", &msg::snapshot_chunk::chunk)};
+};
+
+template <>
+struct description<msg::error> : message_description {
+    using T = msg::error;
+    static constexpr std::tuple members{required("code", &T::code), required("message", &T::message),
+                                        when_set("fatal", &T::fatal)};
+};
+
+inline void read(reader& r, const path& p, snapshot_chunk& out) { read_variant(r, p, out, "a snapshot chunk object"); }
 
 inline void read(reader& r, const path& p, message& out) { read_variant(r, p, out, "a message object"); }
 
-#undef CRDTSYNC_WIRE_MEMBER
 
 template <class Sink>
 void write_fact_base(Sink& s, std::string_view type, const std::string& schema, const std::string& table,
@@ -958,33 +671,6 @@ void write(Sink& s, const row_delete& d) {
 }
 
 template <class Sink>
-void write(Sink& s, const change& c) {
-    std::visit([&](const auto& x) { write(s, x); }, c);
-}
-
-template <class Sink>
-void write(Sink& s, const schema_migration& m) {
-    s.begin_object();
-    s.field("type");
-    s.ascii(to_string(m.type));
-    s.field("schema");
-    s.string(m.schema);
-    s.field("table");
-    s.string(m.table);
-    if (m.from_table) {
-        s.field("fromTable");
-        s.string(*m.from_table);
-    }
-    s.field("ddl");
-    s.string(m.ddl);
-    s.field("hlc");
-    write(s, m.version);
-    s.field("schemaVersion");
-    s.integer(m.schema_version);
-    s.end_object();
-}
-
-template <class Sink>
 void write(Sink& s, const change_set& cs) {
     s.begin_object();
     s.field("siteId");
@@ -1000,354 +686,11 @@ void write(Sink& s, const change_set& cs) {
     s.end_object();
 }
 
-template <class Sink>
-void write_optional_string(Sink& s, std::string_view name, const std::optional<std::string>& v) {
-    if (v) {
-        s.field(name);
-        s.string(*v);
-    }
-}
-
-/// `transactionId` is a crdtsync addition (Quereus readers ignore it): which
-/// change set was rejected. Written only when known.
-template <class Sink>
-void write(Sink& s, const rejection& r) {
-    s.begin_object();
-    s.field("reason");
-    s.string(r.reason);
-    write_optional_string(s, "code", r.code);
-    write_optional_string(s, "table", r.table);
-    write_optional_string(s, "column", r.column);
-    if (!r.transaction_id.empty()) {
-        s.field("transactionId");
-        s.string(r.transaction_id);
-    }
-    s.end_object();
-}
-
-// `apply_result::unknown_table`: Quereus sends a count of diverted facts;
-// these serve whichever of a count or a table name this build keeps.
-template <class Sink, class U>
-void write_unknown_table(Sink& s, const U& u) {
-    if constexpr (std::is_integral_v<U>) s.uinteger(static_cast<std::uint64_t>(u));
-    else s.string(u);
-}
-
-template <class Sink>
-void write_apply_result_members(Sink& s, const apply_result& r) {
-    s.field("applied");
-    s.uinteger(r.applied);
-    s.field("skipped");
-    s.uinteger(r.skipped);
-    s.field("conflicts");
-    s.uinteger(r.conflicts);
-    s.field("transactions");
-    s.uinteger(r.transactions);
-    if (!r.rejected.empty()) {
-        s.field("rejected");
-        write(s, r.rejected);
-    }
-    if (r.unknown_table) {
-        s.field("unknownTable");
-        write_unknown_table(s, *r.unknown_table);
-    }
-}
-
-template <class Sink>
-void write(Sink& s, const apply_result& r) {
-    s.begin_object();
-    write_apply_result_members(s, r);
-    s.end_object();
-}
-
-// ---- snapshot chunks
-
-template <class Sink, class Chunk>
-void begin_chunk(Sink& s, const Chunk&) {
-    s.begin_object();
-    s.field("type");
-    s.ascii(Chunk::wire_type);
-}
-
-template <class Sink>
-void write_table_name(Sink& s, const std::string& schema, const std::string& table) {
-    s.field("schema");
-    s.string(schema);
-    s.field("table");
-    s.string(table);
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_header& h) {
-    begin_chunk(s, h);
-    s.field("siteId");
-    write(s, h.origin);
-    s.field("hlc");
-    write(s, h.version);
-    s.field("snapshotFormat");
-    s.uinteger(h.snapshot_format);
-    s.field("tableCount");
-    s.uinteger(h.table_count);
-    s.field("migrationCount");
-    s.uinteger(h.migration_count);
-    s.field("snapshotId");
-    s.string(h.snapshot_id);
-    if (h.position) {
-        s.field("position");
-        s.uinteger(*h.position);
-    }
-    if (h.receiver_position) {
-        s.field("receiverPosition");
-        s.uinteger(*h.receiver_position);
-    }
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_schema_migration& m) {
-    begin_chunk(s, m);
-    s.field("migration");
-    write(s, m.migration);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_table_start& t) {
-    begin_chunk(s, t);
-    write_table_name(s, t.schema, t.table);
-    s.field("estimatedEntries");
-    s.uinteger(t.estimated_entries);
-    if (t.first_entry != 0) {
-        s.field("firstEntry");
-        s.uinteger(t.first_entry);
-    }
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const column_version_entry& e) {
-    s.begin_object();
-    s.field("column");
-    s.string(e.column);
-    s.field("hlc");
-    write(s, e.version);
-    s.field("value");
-    write_value(s, e.val);
-    s.field("pk");
-    write(s, e.pk);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_column_versions& c) {
-    begin_chunk(s, c);
-    write_table_name(s, c.schema, c.table);
-    s.field("entries");
-    write(s, c.entries);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_table_end& t) {
-    begin_chunk(s, t);
-    write_table_name(s, t.schema, t.table);
-    s.field("entriesWritten");
-    s.uinteger(t.entries_written);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const tombstone_entry& e) {
-    s.begin_object();
-    s.field("pk");
-    write(s, e.pk);
-    s.field("hlc");
-    write(s, e.version);
-    s.field("createdAt");
-    s.uinteger(e.created_at);
-    if (e.prior_row) {
-        s.field("priorRow");
-        write(s, *e.prior_row);
-    }
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_tombstones& t) {
-    begin_chunk(s, t);
-    write_table_name(s, t.schema, t.table);
-    s.field("entries");
-    write(s, t.entries);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_footer& f) {
-    begin_chunk(s, f);
-    s.field("snapshotId");
-    s.string(f.snapshot_id);
-    s.field("totalTables");
-    s.uinteger(f.total_tables);
-    s.field("totalEntries");
-    s.uinteger(f.total_entries);
-    s.field("totalMigrations");
-    s.uinteger(f.total_migrations);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_chunk& c) {
-    std::visit([&](const auto& x) { write(s, x); }, c);
-}
-
-template <class Sink>
-void write(Sink& s, const snapshot_checkpoint& k) {
-    s.begin_object();
-    s.field("snapshotId");
-    s.string(k.snapshot_id);
-    s.field("siteId");
-    write(s, k.origin);
-    s.field("hlc");
-    write(s, k.version);
-    s.field("lastTableIndex");
-    s.uinteger(k.last_table_index);
-    s.field("lastEntryIndex");
-    s.uinteger(k.last_entry_index);
-    s.field("completedTables");
-    write(s, k.completed_tables);
-    s.field("entriesProcessed");
-    s.uinteger(k.entries_processed);
-    s.field("createdAt");
-    s.uinteger(k.created_at);
-    if (k.position) {
-        s.field("position");
-        s.uinteger(*k.position);
-    }
-    if (k.last_entry) {
-        s.field("lastEntry");
-        s.begin_object();
-        s.field("table");
-        s.string(k.last_entry->table);
-        s.field("pk");
-        write(s, k.last_entry->pk);
-        s.field("column");
-        s.string(k.last_entry->column);
-        s.end_object();
-    }
-    s.end_object();
-}
-
-// ---- messages
-
-template <class Sink>
-void write(Sink& s, const msg::handshake& m) {
-    begin_chunk(s, m);
-    s.field("databaseId");
-    s.string(m.database_id);
-    s.field("siteId");
-    write(s, m.site);
-    write_optional_string(s, "token", m.token);
-    s.field("protocolVersion");
-    s.uinteger(m.protocol_version);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::get_changes& m) {
-    begin_chunk(s, m);
-    if (m.since) {
-        s.field("sinceHLC");
-        write(s, *m.since);
-    }
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::apply_changes& m) {
-    begin_chunk(s, m);
-    s.field("changes");
-    write(s, m.changes);
-    write_optional_string(s, "requestId", m.request_id);
-    s.end_object();
-}
-
-template <class Sink, class Empty>
-    requires std::is_empty_v<Empty>
-void write(Sink& s, const Empty& m) {
-    begin_chunk(s, m);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::resume_snapshot& m) {
-    begin_chunk(s, m);
-    s.field("checkpoint");
-    write(s, m.checkpoint);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::handshake_ack& m) {
-    begin_chunk(s, m);
-    s.field("serverSiteId");
-    write(s, m.server_site);
-    s.field("connectionId");
-    s.string(m.connection_id);
-    write_optional_string(s, "databaseId", m.database_id);
-    s.field("protocolVersion");
-    s.uinteger(m.protocol_version);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::changes& m) {
-    begin_chunk(s, m);
-    s.field("changeSets");
-    write(s, m.change_sets);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::push_changes& m) {
-    begin_chunk(s, m);
-    s.field("changeSets");
-    write(s, m.change_sets);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::apply_result& m) {
-    begin_chunk(s, m);
-    write_optional_string(s, "requestId", m.request_id);
-    write_apply_result_members(s, m.result);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::snapshot_chunk& m) {
-    begin_chunk(s, m);
-    s.field("chunk");
-    write(s, m.chunk);
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const msg::error& m) {
-    begin_chunk(s, m);
-    s.field("code");
-    s.string(m.code);
-    s.field("message");
-    s.string(m.message);
-    if (m.fatal) {
-        s.field("fatal");
-        s.boolean(*m.fatal);
-    }
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const message& m) {
-    std::visit([&](const auto& x) { write(s, x); }, m);
+/// A change, a snapshot chunk or a message: its alternative, which names
+/// itself in its `type`.
+template <class Sink, class... Ts>
+void write(Sink& s, const std::variant<Ts...>& v) {
+    std::visit([&](const auto& x) { write(s, x); }, v);
 }
 
 } // namespace detail

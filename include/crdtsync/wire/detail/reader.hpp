@@ -792,20 +792,7 @@ private:
                 return std::string_view(s_.data() + start, i - start);
             }
             if (c == '\\') break;
-            if (c < 0x20) {
-                pos_ = i;
-                syntax(p, "control character " + describe_char(static_cast<char>(c)) + " in a string");
-            }
-            if (c >= 0x80) {
-                const std::size_t len = utf8_sequence_length(s_, i);
-                if (len == 0) {
-                    pos_ = i;
-                    syntax(p, "invalid UTF-8 in a string");
-                }
-                i += len;
-            } else {
-                ++i;
-            }
+            i += char_length(p, i, c);
         }
         scratch.assign(s_.data() + start, i - start);
         for (;;) {
@@ -851,23 +838,26 @@ private:
                 i += 2;
                 continue;
             }
-            if (c < 0x20) {
-                pos_ = i;
-                syntax(p, "control character " + describe_char(static_cast<char>(c)) + " in a string");
-            }
-            if (c >= 0x80) {
-                const std::size_t len = utf8_sequence_length(s_, i);
-                if (len == 0) {
-                    pos_ = i;
-                    syntax(p, "invalid UTF-8 in a string");
-                }
-                scratch.append(s_.data() + i, len);
-                i += len;
-            } else {
-                scratch += static_cast<char>(c);
-                ++i;
-            }
+            const std::size_t len = char_length(p, i, c);
+            scratch.append(s_.data() + i, len);
+            i += len;
         }
+    }
+
+    // The length of the character of a string at `i` (`c` is its first byte,
+    // neither '"' nor '\\'); fails on a control character or invalid UTF-8.
+    [[gnu::always_inline]] std::size_t char_length(const path& p, std::size_t i, unsigned char c) {
+        if (c < 0x20) {
+            pos_ = i;
+            syntax(p, "control character " + describe_char(static_cast<char>(c)) + " in a string");
+        }
+        if (c < 0x80) return 1;
+        const std::size_t len = utf8_sequence_length(s_, i);
+        if (len == 0) {
+            pos_ = i;
+            syntax(p, "invalid UTF-8 in a string");
+        }
+        return len;
     }
 
     struct skip_handler {
