@@ -151,31 +151,33 @@ struct embedded_type<embedded<T, S>> {
     using type = S;
 };
 
+template <class T>
+using members_tuple_t = std::remove_cvref_t<decltype(members_of<T>)>;
+
 /// Presence bits a type's members take (an embedded type's take one each).
 template <class T>
-consteval std::size_t bit_count() {
-    return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        std::size_t n = 0;
-        ((n += [] {
-             using E = std::remove_cvref_t<decltype(std::get<I>(members_of<T>))>;
-             if constexpr (std::is_void_v<typename embedded_type<E>::type>) return std::size_t(1);
-             else return bit_count<typename embedded_type<E>::type>();
-         }()),
-         ...);
-        return n;
-    }(std::make_index_sequence<member_count_v<T>>{});
-}
+struct bit_count;
+
+template <class E>
+struct member_width : std::integral_constant<std::size_t, 1> {};
+template <class T, class S>
+struct member_width<embedded<T, S>> : bit_count<S> {};
+
+template <class Tuple>
+struct width_sum;
+template <class... Es>
+struct width_sum<std::tuple<Es...>>
+    : std::integral_constant<std::size_t, (std::size_t(0) + ... + member_width<Es>::value)> {};
+
+template <class T>
+struct bit_count : width_sum<members_tuple_t<T>> {};
 
 /// Calls `f(entry, first_bit)` for each member entry of `T`, in order.
-template <class T, std::size_t Base = 0, class F>
+template <class T, class F>
 constexpr void for_each_member(F&& f) {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-        [[maybe_unused]] std::size_t bit = Base;
-        ((f(std::get<I>(members_of<T>), bit), bit += [] {
-             using E = std::remove_cvref_t<decltype(std::get<I>(members_of<T>))>;
-             if constexpr (std::is_void_v<typename embedded_type<E>::type>) return std::size_t(1);
-             else return bit_count<typename embedded_type<E>::type>();
-         }()),
+        [[maybe_unused]] std::size_t bit = 0;
+        ((f(std::get<I>(members_of<T>), bit), bit += member_width<std::tuple_element_t<I, members_tuple_t<T>>>::value),
          ...);
     }(std::make_index_sequence<member_count_v<T>>{});
 }
@@ -254,7 +256,7 @@ inline void expect_type(reader& r, const path& p, std::string_view wanted) {
 /// `T::wire_type`, is an error naming its path.
 template <described T>
 void read(reader& r, const path& p, T& out) {
-    static_assert(bit_count<T>() <= 64, "at most 64 members");
+    static_assert(bit_count<T>::value <= 64, "at most 64 members");
     reset_members(out);
     std::uint64_t seen = 0;
     bool type = false;
