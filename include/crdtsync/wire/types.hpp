@@ -111,8 +111,6 @@ inline void require_fact(const fact_parts& seen, const path& p) {
 inline constexpr member_name column_change_members[] = {"type", "schema", "table",      "pk",      "hlc",
                                                         "column", "value", "priorValue", "priorHlc"};
 inline constexpr member_name row_delete_members[] = {"type", "schema", "table", "pk", "hlc", "priorRow"};
-// (`schemaMigrations` is too long to be recognised so.)
-inline constexpr member_name change_set_members[] = {"siteId", "transactionId", "hlc", "changes"};
 
 /// `type_head`: see `peek_change_kind`.
 inline void read_parts(reader& r, const path& p, column_parts& out, std::size_t type_head) {
@@ -333,35 +331,6 @@ inline constexpr migration_kind all_migration_kinds[] = {
     migration_kind::add_column,   migration_kind::drop_column,  migration_kind::alter_column,
     migration_kind::add_index,    migration_kind::drop_index};
 
-inline void read(reader& r, const path& p, change_set& out) {
-    bool origin = false, transaction = false, version = false, changes = false;
-    out.migrations.clear(); // Quereus reads a missing list as empty
-    r.object(p, "a change set object", [&](std::string_view key, const path& kp) {
-        if (key_is(key, "siteId")) {
-            read(r, kp, out.origin);
-            origin = true;
-        } else if (key_is(key, "transactionId")) {
-            read_string_into(r, kp, out.transaction_id);
-            transaction = true;
-        } else if (key_is(key, "hlc")) {
-            read(r, kp, out.version);
-            version = true;
-        } else if (key_is(key, "changes")) {
-            read(r, kp, out.changes);
-            changes = true;
-        } else if (key_is(key, "schemaMigrations")) {
-            if (r.try_null(kp)) out.migrations.clear();
-            else read(r, kp, out.migrations);
-        } else {
-            r.skip(kp);
-        }
-    }, change_set_members);
-    require(origin, p, "siteId");
-    require(transaction, p, "transactionId");
-    require(version, p, "hlc");
-    require(changes, p, "changes");
-}
-
 /// A migration's `type`: one of its kinds' names.
 inline void read(reader& r, const path& p, migration_kind& out) {
     const auto m = r.mark();
@@ -402,11 +371,12 @@ struct empty_text_is_absent {
 };
 
 // ---------------------------------------------------------------------------
-// The descriptions: every wire type but the facts and the change set (above,
-// by hand, the decoder's hot path) lists its members here, once, in the order
+// The descriptions: every wire type but the facts (above, by hand: the
+// decoder's hot path) lists its members here, once, in the order
 // Quereus writes them. `required` members must be there; `when_set` ones are
 // written only when set (an optional with a value, a non-empty list, a
-// non-zero count) and read as empty when absent or null. Members marked
+// non-zero count) and read as empty when absent or null; `always` ones are
+// read so too but always written. Members marked
 // "crdtsync's addition" are not Quereus's: its readers ignore them.
 
 template <>
@@ -417,6 +387,15 @@ struct description<schema_migration> {
                                         required("table", &T::table),   when_set("fromTable", &T::from_table),
                                         required("ddl", &T::ddl),       required("hlc", &T::version),
                                         required("schemaVersion", &T::schema_version)};
+};
+
+template <>
+struct description<change_set> {
+    using T = change_set;
+    static constexpr std::string_view what = "a change set object";
+    static constexpr std::tuple members{required("siteId", &T::origin), required("transactionId", &T::transaction_id),
+                                        required("hlc", &T::version), required("changes", &T::changes),
+                                        always("schemaMigrations", &T::migrations)}; // Quereus reads a missing list as empty
 };
 
 template <>
@@ -667,22 +646,6 @@ void write(Sink& s, const row_delete& d) {
         s.field("priorRow");
         write(s, *d.prior_row);
     }
-    s.end_object();
-}
-
-template <class Sink>
-void write(Sink& s, const change_set& cs) {
-    s.begin_object();
-    s.field("siteId");
-    write(s, cs.origin);
-    s.field("transactionId");
-    s.string(cs.transaction_id);
-    s.field("hlc");
-    write(s, cs.version);
-    s.field("changes");
-    write(s, cs.changes);
-    s.field("schemaMigrations");
-    write(s, cs.migrations);
     s.end_object();
 }
 

@@ -91,6 +91,7 @@ struct plain {
 enum class presence : unsigned char {
     required, ///< must be there; always written
     when_set, ///< absent (or null) is empty; written only when set
+    always,   ///< absent (or null) is empty; always written
 };
 
 template <class T, class M, class Enc>
@@ -121,6 +122,12 @@ constexpr member<T, M, Enc> required(std::string_view name, M T::*ptr) {
 template <class Enc = plain, class T, class M>
 constexpr member<T, M, Enc> when_set(std::string_view name, M T::*ptr, bool null_is_empty = true) {
     return {name, ptr, presence::when_set, null_is_empty};
+}
+
+/// A member always written, even empty; absent or null reads as empty.
+template <class Enc = plain, class T, class M>
+constexpr member<T, M, Enc> always(std::string_view name, M T::*ptr) {
+    return {name, ptr, presence::always, true};
 }
 
 template <class T, class S>
@@ -182,6 +189,35 @@ constexpr void for_each_member(F&& f) {
     }(std::make_index_sequence<member_count_v<T>>{});
 }
 
+/// How many of `T`'s first members (its `type` first, if it has one) the
+/// reader can recognise by one compare (names of at most 13 characters).
+template <class T>
+constexpr std::size_t order_size() {
+    std::size_t n = typed_wire_object<T> ? 1 : 0;
+    bool open = true;
+    for_each_member<T>([&](const auto& m, std::size_t) {
+        using E = std::remove_cvref_t<decltype(m)>;
+        if constexpr (!std::is_void_v<typename embedded_type<E>::type>) open = false;
+        else if (open && m.name.size() <= 13) ++n;
+        else open = false;
+    });
+    return n;
+}
+
+/// Those members' names, for `reader::object`: the order writers put them in.
+template <class T>
+inline constexpr auto member_order = [] {
+    std::array<member_name, order_size<T>()> a{};
+    std::size_t i = 0;
+    if constexpr (typed_wire_object<T>) a[i++] = member_name("type");
+    for_each_member<T>([&](const auto& m, std::size_t) {
+        using E = std::remove_cvref_t<decltype(m)>;
+        if constexpr (std::is_void_v<typename embedded_type<E>::type>)
+            if (i < a.size()) a[i++] = member_name(m.name);
+    });
+    return a;
+}();
+
 template <class T, class M, class Enc>
 Enc get_encoding(const member<T, M, Enc>&);
 
@@ -196,7 +232,7 @@ bool read_member(reader& r, std::string_view key, const path& kp, T& out, std::u
             found = read_member(r, key, kp, out.*(m.ptr), seen, base + bit);
         } else if (key == m.name) {
             auto& x = out.*(m.ptr);
-            if (m.pres == presence::when_set && m.null_is_empty && r.try_null(kp)) x = {};
+            if (m.pres != presence::required && m.null_is_empty && r.try_null(kp)) x = {};
             else decltype(get_encoding(m))::get(r, kp, x);
             seen |= std::uint64_t(1) << (base + bit);
             found = true;
@@ -211,7 +247,7 @@ void reset_members(T& out) {
     for_each_member<T>([&](const auto& m, std::size_t) {
         using E = std::remove_cvref_t<decltype(m)>;
         if constexpr (!std::is_void_v<typename embedded_type<E>::type>) reset_members(out.*(m.ptr));
-        else if (m.pres == presence::when_set) out.*(m.ptr) = {};
+        else if (m.pres != presence::required) out.*(m.ptr) = {};
     });
 }
 
@@ -269,7 +305,7 @@ void read(reader& r, const path& p, T& out) {
             }
         }
         if (!read_member(r, key, kp, out, seen, 0)) r.skip(kp);
-    });
+    }, member_order<T>);
     if constexpr (typed_wire_object<T>) require(type, p, "type");
     require_members<T>(seen, p, 0);
 }

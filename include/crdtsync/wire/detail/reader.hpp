@@ -64,7 +64,8 @@ struct member_name {
     constexpr member_name() = default;
     template <std::size_t N>
     consteval member_name(const char (&literal)[N]) : member_name(std::string_view(literal, N - 1)) {}
-    consteval explicit member_name(std::string_view n) : name(n), text_size(n.size() + 3) {
+    /// Constant-evaluated only (descriptions build their members' names so).
+    constexpr explicit member_name(std::string_view n) : name(n), text_size(n.size() + 3) {
         if (text_size > text.size()) throw "member names of at most 13 characters";
         text[0] = '"';
         for (std::size_t i = 0; i < n.size(); ++i) {
