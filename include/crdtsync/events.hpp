@@ -1,7 +1,8 @@
 #pragma once
 /// \file events.hpp
 /// What a replica tells its subscribers, always after the write transaction
-/// committed: local changes, remote changes and resolved conflicts.
+/// committed: local changes, remote changes, resolved conflicts, and (as
+/// `rejection`, from change.hpp) change sets `apply` rejected.
 
 #include <string>
 #include <vector>

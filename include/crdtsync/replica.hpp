@@ -79,11 +79,20 @@ public:
     /// Opens the replica kept in `store`, creating it when the store is empty.
     /// \throws storage_error (`errc::format_version`) when the store was
     /// written by an unknown format version.
+    /// \throws usage_error (`errc::invalid_argument`) when `options.deletes`
+    /// names another delete policy than the one the store was created with.
     explicit replica(Store& store, replica_options options = {}, Clock clock = Clock{})
         : store_(store), opts_(std::move(options)),
           clock_(crdtsync::site_id{}, clock, static_cast<std::uint64_t>(opts_.max_drift.count())),
           physical_(std::move(clock)) {
         open();
+        if (opts_.deletes && *opts_.deletes != policy_)
+            detail::raise(errc::invalid_argument,
+                          "this store was created with delete policy " + std::string(to_string(policy_)) +
+                              " and the options ask for " + std::string(to_string(*opts_.deletes)) +
+                              "; replicas that sync together must keep one policy: leave replica_options::deletes unset "
+                              "(or set it to " + std::string(to_string(policy_)) + ")");
+        opts_.deletes = policy_;
     }
 
     replica(const replica&) = delete;
@@ -239,6 +248,34 @@ public:
         return d;
     }
 
+    /// What `peer` lacks: `changes_since(peer, position)` from the position
+    /// it last acknowledged (`peer(p).sent_up_to`). Once the peer confirmed
+    /// it applied them, pass `next_position` to `acknowledge`.
+    [[nodiscard]] delta changes_for(const crdtsync::site_id& peer, std::size_t limit = 1000) const {
+        return changes_since(peer, this->peer(peer).sent_up_to, limit);
+    }
+    /// Records that `peer` confirmed our changes up to our position `pos`
+    /// (a `next_position` this replica gave). Positions only move forward: an
+    /// older or repeated confirmation changes nothing.
+    void acknowledge(const crdtsync::site_id& peer, std::uint64_t pos) {
+        update_peer(peer, [&](peer_state& s) { s.sent_up_to = std::max(s.sent_up_to, pos); });
+    }
+    /// Applies a delta `from` gave (`from.changes_since` or `changes_for`)
+    /// and, in the same write transaction, records `from`'s position as
+    /// received when nothing of it was rejected: a crash cannot separate the
+    /// two, and the position never moves past a rejected change set (it is
+    /// offered again next time). The next pull asks `from` for
+    /// `changes_since(site_id(), peer(from).received_up_to)`.
+    apply_result apply_from(const crdtsync::site_id& from, const delta& d) {
+        return apply_with(
+            std::span<const change_set>(d.change_sets),
+            [&](write_txn& w, const apply_result& r) {
+                if (r.rejected.empty() && !d.snapshot_required)
+                    update_peer_in(w, from, [&](peer_state& s) { s.received_up_to = std::max(s.received_up_to, d.next_position); });
+            },
+            nullptr);
+    }
+
     /// The persisted exchange state with `peer` (zeros for a new peer).
     [[nodiscard]] peer_state peer(const crdtsync::site_id& peer) const {
         auto r = store_.read();
@@ -323,11 +360,16 @@ public:
     listener_id on_remote_change(std::function<void(const remote_change&)> fn) { return add(remote_listeners_, std::move(fn)); }
     /// Called for each conflict a merge resolved.
     listener_id on_conflict(std::function<void(const conflict&)> fn) { return add(conflict_listeners_, std::move(fn)); }
+    /// Called for each change set `apply` (or a snapshot load) rejected: its
+    /// reason, code and transaction id, as in `apply_result::rejected`. A
+    /// rejected change set is not applied and is not retried by itself.
+    listener_id on_rejected(std::function<void(const rejection&)> fn) { return add(rejected_listeners_, std::move(fn)); }
     /// Removes a listener of any kind.
     void remove_listener(listener_id id) {
         std::erase_if(local_listeners_, [&](auto& l) { return l.first == id; });
         std::erase_if(remote_listeners_, [&](auto& l) { return l.first == id; });
         std::erase_if(conflict_listeners_, [&](auto& l) { return l.first == id; });
+        std::erase_if(rejected_listeners_, [&](auto& l) { return l.first == id; });
     }
 
     // ---------------------------------------------------------------- inspection
@@ -456,6 +498,7 @@ private:
         std::vector<local_change> local;
         std::vector<remote_change> remote;
         std::vector<conflict> conflicts;
+        std::vector<rejection> rejected;
     };
 
     enum class outcome { applied, skipped, conflict_local, conflict_remote };
@@ -530,21 +573,24 @@ private:
         if (format == 0) {
             w.put(detail::layout::meta_key("format"), v);
             w.put(detail::layout::meta_key("site"), (opts_.site ? *opts_.site : crdtsync::site_id::generate()).view());
+            put_policy(w, opts_.deletes.value_or(delete_policy::insert_revives));
             w.commit();
             load_state();
             return;
         }
-        try {
-            load_state(w);
-            refold_nocase_keys(w); // format 2 -> 3
-            persist_counters(w);
-            w.put(detail::layout::meta_key("format"), v);
-            w.commit();
-        } catch (...) {
-            load_state();
-            throw;
-        }
+        // Format 2 -> 3. A failure throws out of the constructor with the
+        // transaction aborted: the store stays at format 2.
+        put_policy(w, opts_.deletes.value_or(delete_policy::insert_revives)); // format 2 did not keep it
+        load_state(w);
+        refold_nocase_keys(w);
+        persist_counters(w);
+        w.put(detail::layout::meta_key("format"), v);
+        w.commit();
         load_state();
+    }
+
+    static void put_policy(write_txn& w, delete_policy p) {
+        w.put(detail::layout::meta_key("deletes"), std::string(1, static_cast<char>(p)));
     }
 
     /// The format version the store holds (0 when it is empty); one this
@@ -633,6 +679,11 @@ private:
         auto s = r.get(detail::layout::meta_key("site"));
         if (!s) detail::raise(errc::storage, "the store has a format version but no site id");
         site_ = crdtsync::site_id::from_bytes(*s);
+        if (auto p = r.get(detail::layout::meta_key("deletes")); p && p->size() == 1 && static_cast<unsigned char>((*p)[0]) <= 2) {
+            policy_ = static_cast<delete_policy>((*p)[0]);
+        } else {
+            detail::raise(errc::storage, "the store's delete policy record is missing or unreadable");
+        }
         hlc last{};
         if (auto c = r.get(detail::layout::meta_key("clock"))) last = hlc::from_bytes(*c);
         clock_ = hlc_clock<Clock>(site_, physical_, static_cast<std::uint64_t>(opts_.max_drift.count()), last);
@@ -765,6 +816,7 @@ private:
         for (const auto& e : ev.local) notify(local_listeners_, e);
         for (const auto& e : ev.remote) notify(remote_listeners_, e);
         for (const auto& e : ev.conflicts) notify(conflict_listeners_, e);
+        for (const auto& e : ev.rejected) notify(rejected_listeners_, e);
     }
     // A listener may add or remove listeners (itself too) while it is called:
     // iterate over a copy, and skip those removed meanwhile.
@@ -981,8 +1033,8 @@ private:
         return state_of(t, img);
     }
     bool visible(const table_state& t, const row_state& s) const {
-        if (opts_.deletes == delete_policy::delete_wins && s.tomb) return false;
-        if (opts_.deletes == delete_policy::lww)
+        if (policy_ == delete_policy::delete_wins && s.tomb) return false;
+        if (policy_ == delete_policy::lww)
             return std::any_of(s.cells.begin(), s.cells.end(), [](auto& c) { return c.has_value(); });
         for (auto k : t.def.key_columns())
             if (s.cells[k]) return true;
@@ -1035,7 +1087,7 @@ private:
     /// Drops the cells that the row's tombstone at `h` hides.
     void drop_hidden(row_image& img, const hlc& h) {
         std::erase_if(img.rec.cells, [&](const auto& cell) {
-            if (opts_.deletes != delete_policy::delete_wins && h < cell.version) return false;
+            if (policy_ != delete_policy::delete_wins && h < cell.version) return false;
             img.release(cell.seq);
             return true;
         });
@@ -1059,7 +1111,7 @@ private:
                      const std::optional<value>& prior_value, std::string_view original_pk, bool local, conflict* c) {
         const auto& t = *img.table;
         auto& rec = img.rec;
-        if (rec.tomb && (opts_.deletes == delete_policy::delete_wins || h <= rec.tomb->version)) {
+        if (rec.tomb && (policy_ == delete_policy::delete_wins || h <= rec.tomb->version)) {
             // During a snapshot load, a tombstone the load may yet remove (the
             // sender dropped it) does not hide the snapshot's cells; if the
             // snapshot names it, put_tomb drops what it hides again.
@@ -1266,6 +1318,7 @@ private:
                 if (e.code() == errc::unknown_table)
                     result.unknown_table = result.unknown_table.value_or(0) + cs.changes.size();
             }
+            if (!rejected_listeners_.empty()) ev.rejected.push_back(rj);
             result.rejected.push_back(std::move(rj));
             return;
         }
@@ -1393,6 +1446,7 @@ private:
     void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where,
                          validation_memo& memo) {
         clock_.check_drift(version_of(c), now);
+        where.val.reset(); // before the memo copies `where`: it never carries a value
         auto check = [&](const auto& f) {
             const table_def* def = nullptr;
             if (memo.def && detail::same_bytes(f.table, memo.table) && detail::same_bytes(f.schema, memo.schema)) {
@@ -1411,7 +1465,6 @@ private:
                 if (!def) reject_fact(fact_problem::unknown_table, f.schema, f.table);
                 memo = validation_memo{f.schema, f.table, def, where, 0};
             }
-            where.val.reset();
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
                 const auto& cols = def->columns();
                 std::optional<std::size_t> col;
@@ -1422,14 +1475,14 @@ private:
                 if (!col) reject_fact(fact_problem::unknown_column, f.schema, f.table, f.column);
                 where.column = *col;
                 memo.next_column = *col + 1 == cols.size() ? 0 : *col + 1;
-                if (detail::storable(*def, *col, f.val, where.val) == &f.val) where.val.reset();
+                (void)detail::storable(*def, *col, f.val, where.val); // sets `where.val` only when it differs
             }
             const auto& kc = def->key_columns();
             if (f.pk.size() != kc.size()) reject_fact(fact_problem::key_arity, f.schema, f.table, {}, f.pk.size(), kc.size());
             for (std::size_t k = 0; k < kc.size(); ++k) {
                 const auto& v = f.pk[k];
                 if (v.is_null()) reject_fact(fact_problem::null_key, f.schema, f.table);
-                if (v.kind() >= value_kind::real) check_key_value(*def, kc[k], v);
+                if (v.kind() >= value_kind::big_integer && v.kind() != value_kind::blob) check_key_value(*def, kc[k], v);
             }
             if (max_key_ != 0) check_key_size(*def, f);
         };
@@ -1533,6 +1586,7 @@ private:
     mutable hlc_clock<Clock> clock_;
     mutable Clock physical_;
     mutable crdtsync::site_id site_;
+    mutable delete_policy policy_ = delete_policy::insert_revives; // the store's
     mutable std::uint64_t gen_ = 0; // the store's commit generation the mirrors are at
     mutable std::uint64_t last_seq_ = 0;
     mutable std::uint64_t gc_seq_ = 0;
@@ -1550,6 +1604,7 @@ private:
     listeners<void(const local_change&)> local_listeners_;
     listeners<void(const remote_change&)> remote_listeners_;
     listeners<void(const conflict&)> conflict_listeners_;
+    listeners<void(const rejection&)> rejected_listeners_;
 
 public:
     /// A local write transaction: see `replica::write`.
@@ -1711,7 +1766,7 @@ public:
             r_.load_row(w_, t, suffix, img);
             const auto s = r_.state_of(t, img);
             if (s.visible) detail::raise(errc::constraint, "table " + t.def.qualified_name() + " already has a row with this primary key");
-            if (s.tomb && r_.opts_.deletes == delete_policy::delete_wins)
+            if (s.tomb && r_.policy_ == delete_policy::delete_wins)
                 detail::raise(errc::constraint, "table " + t.def.qualified_name() +
                                                     ": this primary key was deleted and the delete_wins policy makes deletes final");
             for (std::size_t i = 0; i < full.size(); ++i) {

@@ -39,8 +39,12 @@ enum class delete_policy : std::uint8_t {
 
 struct replica_options {
     /// How deletes meet writes. Every replica that syncs together must use the
-    /// same policy.
-    delete_policy deletes = delete_policy::insert_revives;
+    /// same policy. A replica stores its policy when it is created: unset
+    /// means "the store's" (`insert_revives` for a new store); a policy other
+    /// than the store's is refused at open (`usage_error`), so that reopening
+    /// a store can never switch it silently. `replica::options()` reports the
+    /// policy in force.
+    std::optional<delete_policy> deletes;
     /// A remote HLC further ahead of the local wall clock is rejected.
     std::chrono::milliseconds max_drift{default_max_drift_ms};
     /// Tombstones older than this (by local arrival time) may be pruned; a

@@ -348,3 +348,32 @@ TEST_CASE_TEMPLATE("persistence: a store of another format version is refused", 
         CHECK(rd.get("mformat") == std::optional<std::string_view>(format));
     }
 }
+
+TEST_CASE_TEMPLATE("persistence: the delete policy is the store's; another one is refused at open", Env, CRDTSYNC_TEST_STORES) {
+    using store_type = typename Env::store_type;
+    sim_time t;
+    Env env;
+    auto store = env.template open<store_type>();
+    {
+        replica_t<store_type> r{*store, options_for(delete_policy::delete_wins, 0x0a), fake_clock{&t.now}};
+        CHECK(r.options().deletes == delete_policy::delete_wins);
+    }
+    replica_options unset;
+    {
+        replica_t<store_type> r{*store, unset, fake_clock{&t.now}}; // default options: the store's policy
+        CHECK(r.options().deletes == delete_policy::delete_wins);
+    }
+    for (const auto other : {delete_policy::insert_revives, delete_policy::lww}) {
+        try {
+            replica_t<store_type> r{*store, options_for(other, 0x0a), fake_clock{&t.now}};
+            FAIL("opened a delete_wins store with another policy");
+        } catch (const crdtsync::usage_error& e) {
+            CHECK(e.code() == errc::invalid_argument);
+            CHECK(std::string(e.what()).find("created with delete policy delete_wins") != std::string::npos);
+            CHECK(std::string(e.what()).find(std::string(crdtsync::to_string(other))) != std::string::npos);
+        }
+    }
+    auto fresh = env.template open<store_type>();
+    replica_t<store_type> r{*fresh, unset, fake_clock{&t.now}};
+    CHECK(r.options().deletes == delete_policy::insert_revives);
+}

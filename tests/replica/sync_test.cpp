@@ -636,3 +636,48 @@ TEST_CASE_TEMPLATE("tombstone GC: after pruning, a key deleted under delete_wins
     CHECK(r->at("a") == value{9});
     CHECK(a->rows("items").size() == 1);
 }
+
+// ---------------------------------------------------------------------------
+// The sync loop an app writes: changes_for / apply_from / acknowledge.
+
+TEST_CASE_TEMPLATE("sync loop: changes_for, apply_from and acknowledge keep both positions", Env, CRDTSYNC_TEST_STORES) {
+    sim_time t;
+    Env env;
+    auto a = open_with_schema(env, delete_policy::insert_revives, 0x10, t);
+    auto b = open_with_schema(env, delete_policy::insert_revives, 0x20, t);
+    auto sync = [&](auto& from, auto& to) {
+        const auto d = from->changes_for(to->site_id());
+        const auto r = to->apply_from(from->site_id(), d);
+        if (r.rejected.empty()) from->acknowledge(to->site_id(), d.next_position);
+        return r;
+    };
+    a->write([](auto& tx) { tx.insert("items", row{{"id", value{1}}, {"name", value{"x"}}, {"a", value{1}}}); });
+    CHECK(sync(a, b).applied > 0);
+    CHECK(b->rows("items").size() == 1);
+    CHECK(a->peer(b->site_id()).sent_up_to == a->position());
+    CHECK(b->peer(a->site_id()).received_up_to == a->position());
+    // Nothing new: nothing sent.
+    CHECK(a->changes_for(b->site_id()).change_sets.empty());
+    // An older acknowledgement does not move the position back.
+    a->acknowledge(b->site_id(), 1);
+    CHECK(a->peer(b->site_id()).sent_up_to == a->position());
+    // A rejected change set keeps the receiver's position where it was.
+    const auto before = b->peer(a->site_id()).received_up_to;
+    a->write([](auto& tx) { tx.create_table(crdtsync::table_def{"extra"}.column("k", crdtsync::column_type::integer, false).primary_key({"k"})); });
+    a->write([](auto& tx) { tx.insert("extra", row{{"k", value{1}}}); });
+    auto d = a->changes_for(b->site_id());
+    REQUIRE(d.change_sets.size() == 2);
+    d.change_sets.erase(d.change_sets.begin()); // lost the creation: the insert is rejected
+    std::vector<crdtsync::rejection> seen;
+    b->on_rejected([&](const crdtsync::rejection& r) { seen.push_back(r); });
+    const auto r = b->apply_from(a->site_id(), d);
+    REQUIRE(r.rejected.size() == 1);
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0] == r.rejected[0]);
+    CHECK(seen[0].code == "unknown_table");
+    CHECK(b->peer(a->site_id()).received_up_to == before);
+    CHECK(a->peer(b->site_id()).sent_up_to < a->position()); // not acknowledged: offered again
+    CHECK(sync(a, b).rejected.empty());
+    CHECK(b->rows("extra").size() == 1);
+    CHECK(a->dump() == b->dump());
+}
