@@ -37,6 +37,7 @@ enum class errc : int {
     snapshot_required = 18, ///< delta sync impossible, the peer must take a snapshot
     snapshot = 19,          ///< a snapshot stream is out of order, inconsistent, or not this replica's to resume
     corrupt = 20,           ///< the store's file is damaged (truncated, overwritten): restore it or re-bootstrap
+    protocol = 21,          ///< a sync peer broke the coordinator protocol, or refused this session
 };
 
 /// Short, stable name of a code (`"clock_drift"`), for logs and wire errors.
@@ -62,6 +63,7 @@ enum class errc : int {
     case errc::snapshot_required: return "snapshot_required";
     case errc::snapshot: return "snapshot";
     case errc::corrupt: return "corrupt";
+    case errc::protocol: return "protocol";
     }
     return "unknown";
 }
@@ -132,7 +134,8 @@ namespace detail {
     case errc::schema_mismatch:
     case errc::schema: throw schema_error(code, message);
     case errc::constraint: throw constraint_error(code, message);
-    case errc::snapshot_required: throw sync_error(code, message);
+    case errc::snapshot_required:
+    case errc::protocol: throw sync_error(code, message);
     case errc::snapshot: throw snapshot_error(code, message);
     case errc::invalid_argument: throw usage_error(code, message);
     }

@@ -45,6 +45,10 @@ struct handshake {
     site_id site;                                  ///< wire `siteId`: the client replica
     std::optional<std::string> token;              ///< wire `token`: credentials, if any
     std::uint32_t protocol_version = crdtsync::protocol_version; ///< wire `protocolVersion`
+    /// wire `syncByPosition` (crdtsync's addition; Quereus ignores it): the
+    /// client asks for delta sync by the server's local positions
+    /// (`sincePosition`, `nextPosition`) instead of Quereus's HLC watermark.
+    bool by_position = false;
     friend bool operator==(const handshake&, const handshake&) = default;
 };
 
@@ -54,6 +58,9 @@ struct get_changes {
     /// wire `sinceHLC`: Quereus's watermark; absent asks for everything. A
     /// crdtsync server treats it as a hint (see docs/wire.md, delta sync).
     std::optional<hlc> since;
+    /// wire `sincePosition` (crdtsync's addition, on a session that agreed
+    /// `syncByPosition`): the server's position the client has applied up to.
+    std::optional<std::uint64_t> since_position;
     friend bool operator==(const get_changes&, const get_changes&) = default;
 };
 
@@ -93,6 +100,9 @@ struct handshake_ack {
     std::string connection_id;             ///< wire `connectionId`
     std::optional<std::string> database_id; ///< wire `databaseId`: echoed, if sent
     std::uint32_t protocol_version = crdtsync::protocol_version; ///< wire `protocolVersion`
+    /// wire `syncByPosition` (crdtsync's addition): the server agrees to
+    /// delta sync by its positions; absent from a Quereus server.
+    bool by_position = false;
     friend bool operator==(const handshake_ack&, const handshake_ack&) = default;
 };
 
@@ -100,6 +110,16 @@ struct handshake_ack {
 struct changes {
     static constexpr std::string_view wire_type = "changes";
     std::vector<change_set> change_sets; ///< wire `changeSets`
+    /// wire `nextPosition` (crdtsync's addition, by-position sessions): the
+    /// server's position these change sets reach; the client records it as
+    /// received in the transaction that applies them.
+    std::optional<std::uint64_t> next_position;
+    /// wire `more` (crdtsync's addition): the reply stopped at the batch
+    /// limit; ask again from `nextPosition`.
+    bool more = false;
+    /// wire `snapshotRequired` (crdtsync's addition): `sincePosition` predates
+    /// the server's pruned tombstones; bootstrap with `get_snapshot`.
+    bool snapshot_required = false;
     friend bool operator==(const changes&, const changes&) = default;
 };
 
@@ -107,6 +127,10 @@ struct changes {
 struct push_changes {
     static constexpr std::string_view wire_type = "push_changes";
     std::vector<change_set> change_sets; ///< wire `changeSets`
+    /// wire `nextPosition` (crdtsync's addition, by-position sessions): as in
+    /// `changes`; pushes on one connection continue where the last `changes`
+    /// or `push_changes` ended.
+    std::optional<std::uint64_t> next_position;
     friend bool operator==(const push_changes&, const push_changes&) = default;
 };
 

@@ -266,14 +266,24 @@ public:
     /// two, and the position never moves past a rejected change set (it is
     /// offered again next time). The next pull asks `from` for
     /// `changes_since(site_id(), peer(from).received_up_to)`.
+    ///
+    /// What `from` sent need not go back to it: when `from` had acknowledged
+    /// everything this replica held before the apply (`sent_up_to` was this
+    /// replica's position), the positions the apply added are acknowledged
+    /// too, in the same transaction, so `changes_for(from)` does not echo
+    /// them.
     apply_result apply_from(const crdtsync::site_id& from, const delta& d) {
+        std::uint64_t before = 0;
         return apply_with(
             std::span<const change_set>(d.change_sets),
             [&](write_txn& w, const apply_result& r) {
-                if (r.rejected.empty() && !d.snapshot_required)
-                    update_peer_in(w, from, [&](peer_state& s) { s.received_up_to = std::max(s.received_up_to, d.next_position); });
+                update_peer_in(w, from, [&](peer_state& s) {
+                    if (r.rejected.empty() && !d.snapshot_required)
+                        s.received_up_to = std::max(s.received_up_to, d.next_position);
+                    if (s.sent_up_to == before) s.sent_up_to = last_seq_;
+                });
             },
-            nullptr);
+            nullptr, &before);
     }
 
     /// The persisted exchange state with `peer` (zeros for a new peer).
@@ -438,8 +448,10 @@ private:
     /// `apply`, plus `extra(w, result)` in the same write transaction after
     /// the change sets (a snapshot load records its progress there), with
     /// `rule` in force for the merge (not for the listeners).
+    /// `before`, when given, receives the position at the transaction's start.
     template <class Extra>
-    apply_result apply_with(std::span<const change_set> sets, Extra&& extra, const sweep_rule* rule) {
+    apply_result apply_with(std::span<const change_set> sets, Extra&& extra, const sweep_rule* rule,
+                            std::uint64_t* before = nullptr) {
         apply_result result;
         struct clear {
             replica& r;
@@ -449,6 +461,7 @@ private:
             const clear guard{*this};
             sweep_ = rule;
             result = apply_result{};
+            if (before) *before = last_seq_;
             for (const auto& cs : sets) apply_one(w, cs, result, ev);
             extra(w, result);
         });

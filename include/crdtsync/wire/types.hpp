@@ -542,12 +542,14 @@ struct description<msg::handshake> : message_description {
     using T = msg::handshake;
     static constexpr std::tuple members{required("databaseId", &T::database_id), required("siteId", &T::site),
                                         when_set("token", &T::token),
-                                        required("protocolVersion", &T::protocol_version)};
+                                        required("protocolVersion", &T::protocol_version),
+                                        when_set("syncByPosition", &T::by_position)}; // crdtsync's addition
 };
 
 template <>
 struct description<msg::get_changes> : message_description {
-    static constexpr std::tuple members{when_set<empty_text_is_absent>("sinceHLC", &msg::get_changes::since)};
+    static constexpr std::tuple members{when_set<empty_text_is_absent>("sinceHLC", &msg::get_changes::since),
+                                        when_set("sincePosition", &msg::get_changes::since_position)}; // crdtsync's addition
 };
 
 template <>
@@ -567,17 +569,23 @@ struct description<msg::handshake_ack> : message_description {
     static constexpr std::tuple members{required("serverSiteId", &T::server_site),
                                         required("connectionId", &T::connection_id),
                                         when_set("databaseId", &T::database_id),
-                                        required("protocolVersion", &T::protocol_version)};
+                                        required("protocolVersion", &T::protocol_version),
+                                        when_set("syncByPosition", &T::by_position)}; // crdtsync's addition
 };
 
 template <>
 struct description<msg::changes> : message_description {
-    static constexpr std::tuple members{required("changeSets", &msg::changes::change_sets)};
+    using T = msg::changes;
+    static constexpr std::tuple members{required("changeSets", &T::change_sets),
+                                        when_set("nextPosition", &T::next_position),          // crdtsync's addition
+                                        when_set("more", &T::more),                           // crdtsync's addition
+                                        when_set("snapshotRequired", &T::snapshot_required)}; // crdtsync's addition
 };
 
 template <>
 struct description<msg::push_changes> : message_description {
-    static constexpr std::tuple members{required("changeSets", &msg::push_changes::change_sets)};
+    static constexpr std::tuple members{required("changeSets", &msg::push_changes::change_sets),
+                                        when_set("nextPosition", &msg::push_changes::next_position)}; // crdtsync's addition
 };
 
 template <>
