@@ -3,6 +3,14 @@
 /// Library version and the versioned inline namespace. Every public name lives
 /// in `crdtsync::v0`, reachable as `crdtsync::name`.
 
+// Every header includes this one first: a compiler below C++20 stops here,
+// with one line that says what to do, instead of a thousand lines of errors.
+#if !defined(_MSVC_LANG) && __cplusplus < 202002L
+#error "crdtsync needs C++20: compile with -std=c++20 (or -std=gnu++20, or newer)"
+#elif defined(_MSVC_LANG) && _MSVC_LANG < 202002L
+#error "crdtsync needs C++20: compile with /std:c++20 (or newer)"
+#endif
+
 #define CRDTSYNC_VERSION_MAJOR 0
 #define CRDTSYNC_VERSION_MINOR 1
 #define CRDTSYNC_VERSION_PATCH 0

@@ -556,6 +556,7 @@ TEST_CASE_TEMPLATE("a client of a Quereus server syncs by HLC watermark", Env, C
 TEST_CASE_TEMPLATE("property: clients with random writes, deliveries and lost connections end identical to the server", Env,
                    CRDTSYNC_TEST_STORES) {
     const int seeds = std::max(1, CRDTSYNC_TEST_PROPERTY_SEEDS / 4);
+    std::uint64_t severed = 0, snapshots = 0, resumed_or_interrupted = 0, pushes = 0;
     for (int seed = 1; seed <= seeds; ++seed) {
         CAPTURE(seed);
         std::mt19937_64 rng(static_cast<std::uint64_t>(seed) * 7919u);
@@ -592,7 +593,11 @@ TEST_CASE_TEMPLATE("property: clients with random writes, deliveries and lost co
                 }
                 break;
             case 4:
-                if (online[i] && pick(0, 3) == 0) c.end->sever();
+                if (online[i] && !c.end->is_closed() && pick(0, 3) == 0) {
+                    if (c.c->state() == sync_state::bootstrapping) ++resumed_or_interrupted;
+                    c.end->sever();
+                    ++severed;
+                }
                 break;
             case 5:
                 if (pick(0, 5) == 0) put_note(*w.hub, "s" + std::to_string(pick(0, 12)), std::to_string(step));
@@ -615,8 +620,17 @@ TEST_CASE_TEMPLATE("property: clients with random writes, deliveries and lost co
             CHECK(c.c->state() == sync_state::live);
             CHECK(c.c->synced());
             CHECK(c.n->dump() == w.hub->dump());
+            snapshots += c.c->stats().snapshots;
         }
+        pushes += w.server.stats().change_sets_out;
     }
+    // The runs exercised what they are for: lost connections (some in the
+    // middle of a snapshot), snapshot bootstraps, traffic.
+    INFO("severed ", severed, ", snapshots ", snapshots, ", interrupted bootstraps ", resumed_or_interrupted);
+    CHECK(severed >= static_cast<std::uint64_t>(seeds));
+    CHECK(snapshots >= 1);
+    CHECK(pushes >= 10);
+    if (seeds >= 5) CHECK(resumed_or_interrupted >= 1);
 }
 
 } // namespace session_tests
