@@ -45,6 +45,9 @@ template <class T> struct key_spec;
 template <class Replica, class T> class typed_table;
 template <class Replica> class snapshot_writer;
 template <class Replica> class snapshot_loader;
+namespace detail {
+template <class Replica> struct replica_checker;
+}
 
 /// What a peer has exchanged with this replica, in each side's own local
 /// sequence. Persisted; updated only by explicit calls.
@@ -428,6 +431,7 @@ public:
 private:
     template <class R> friend class snapshot_writer;
     template <class R> friend class snapshot_loader;
+    template <class R> friend struct detail::replica_checker;
 
     /// Which stored parts (cells, tombstones) a snapshot load must confirm:
     /// those held before the load that the sender is known to have seen. The

@@ -7,6 +7,7 @@
 #include "replica/support.hpp"
 
 #include <crdtsync/pipe.hpp>
+#include <crdtsync/replica_check.hpp>
 #include <crdtsync/sync_client.hpp>
 #include <crdtsync/sync_server.hpp>
 #include <crdtsync/wire/json.hpp>
@@ -122,6 +123,8 @@ struct raw_peer {
         say(crdtsync::wire::encode(crdtsync::message{h}));
     }
 };
+
+inline std::string first_problem(const crdtsync::consistency_report& r) { return r.ok() ? std::string() : r.problems.front(); }
 
 template <class M>
 const M& as(const crdtsync::message& m) {
@@ -620,8 +623,14 @@ TEST_CASE_TEMPLATE("property: clients with random writes, deliveries and lost co
             CHECK(c.c->state() == sync_state::live);
             CHECK(c.c->synced());
             CHECK(c.n->dump() == w.hub->dump());
+            const auto report = crdtsync::check(*c.n);
+            CHECK_MESSAGE(report.ok(), first_problem(report));
             snapshots += c.c->stats().snapshots;
         }
+        const auto hub_report = crdtsync::check(*w.hub);
+        CHECK_MESSAGE(hub_report.ok(), first_problem(hub_report));
+        CHECK(hub_report.rows > 0);
+        CHECK(hub_report.log_entries > 0);
         pushes += w.server.stats().change_sets_out;
     }
     // The runs exercised what they are for: lost connections (some in the
