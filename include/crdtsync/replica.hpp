@@ -190,6 +190,13 @@ public:
     }
     apply_result apply(const std::vector<change_set>& sets) { return apply(std::span<const change_set>(sets)); }
     apply_result apply(const change_set& cs) { return apply(std::span<const change_set>(&cs, 1)); }
+    /// `apply`, also telling the change-log range its transaction added:
+    /// positions `first` (exclusive) to `last` (inclusive). A relay uses it
+    /// to forward what it received to peers that had everything up to `first`.
+    apply_result apply(std::span<const change_set> sets, std::uint64_t& first, std::uint64_t& last) {
+        auto r = apply_with(sets, [&](write_txn&, const apply_result&) { last = last_seq_; }, nullptr, &first);
+        return r;
+    }
 
     // ---------------------------------------------------------------- delta sync
 

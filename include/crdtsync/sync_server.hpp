@@ -29,7 +29,9 @@
 ///   coordinator does;
 /// - `apply_changes`: merged into the database's replica, answered with
 ///   `apply_result`; what it changed is pushed (`push_changes`) to every
-///   other session of the database that has caught up;
+///   other session of the database that has caught up (forwarded as it
+///   came, encoded once, to those that had everything before it; read from
+///   the change log for the others);
 /// - `get_snapshot` / `resume_snapshot`: a `snapshot_writer` stream;
 /// - flow control: change sets and snapshot chunks are produced only while
 ///   the connection's unsent bytes are under `max_queued_bytes`; a session
@@ -245,6 +247,7 @@ private:
         Replica* rep = nullptr;
         std::vector<connection_id> members;
         typename Replica::listener_id on_local = 0, on_remote = 0;
+        bool applying = false; // a session's apply is running: it forwards what it applied
     };
 
     session* find(connection_id id) {
@@ -403,11 +406,14 @@ private:
         stats_.facts_in += facts_in(a.changes);
         msg::apply_result reply;
         reply.request_id = a.request_id;
+        auto& db = *s.db;
+        std::uint64_t first = 0, last = 0;
         try {
-            // Pushes to the other sessions go out from the replica's
-            // listeners, after the commit.
-            reply.result = s.db->rep->apply(a.changes);
+            db.applying = true; // the listeners leave the pushes to `forward`
+            reply.result = db.rep->apply(a.changes, first, last);
+            db.applying = false;
         } catch (const error& e) {
+            db.applying = false;
             send_error(s, "APPLY_CHANGES_ERROR", e.what(), false);
             return;
         }
@@ -415,7 +421,49 @@ private:
         stats_.skipped += reply.result.skipped;
         stats_.conflicts += reply.result.conflicts;
         stats_.rejected += reply.result.rejected.size();
-        if (auto* t = find(s.id)) send(*t, reply);
+        send(s, reply);
+        forward(db, s, a.changes, reply.result, first, last);
+        changed(db);
+    }
+
+    // What one session applied, sent on as it came (encoded once) to every
+    // session that had everything up to `first`: the change log from `first`
+    // to `last` is exactly these change sets' surviving facts, and the ones
+    // that did not survive (duplicates, older values) lose at the receiver
+    // too. Rejected change sets stay behind. A session that is behind, or
+    // whose queue is full, or that wrote some of them, gets them later by
+    // position from the change log.
+    void forward(database& db, session& from, std::vector<change_set>& sets, const crdtsync::apply_result& result,
+                 std::uint64_t first, std::uint64_t last) {
+        if (last == first) return;
+        if (!result.rejected.empty())
+            std::erase_if(sets, [&](const change_set& cs) {
+                return std::any_of(result.rejected.begin(), result.rejected.end(),
+                                   [&](const rejection& r) { return r.transaction_id == cs.transaction_id; });
+            });
+        std::optional<std::string> by_position, plain;
+        const auto members = db.members;
+        for (auto id : members) {
+            auto* t = find(id);
+            if (!t || !t->live || t->snap || t->cursor != first) continue;
+            if (t->id == from.id) { // the sender has them
+                t->cursor = last;
+                continue;
+            }
+            if (t->queued >= opts_.max_queued_bytes) continue;
+            if (std::any_of(sets.begin(), sets.end(), [&](const change_set& cs) { return cs.origin == t->peer; })) continue;
+            auto& text = t->by_position ? by_position : plain;
+            if (!text) {
+                msg::push_changes push{sets, std::nullopt};
+                if (t->by_position) push.next_position = last;
+                text = wire::encode(message{std::move(push)});
+            }
+            count_out(sets);
+            t->queued += text->size();
+            stats_.bytes_out += text->size();
+            t->cursor = last;
+            t->io.send(*text);
+        }
     }
 
     void handle(session& s, msg::get_snapshot&) {
@@ -504,6 +552,7 @@ private:
     }
 
     void changed(database& db) {
+        if (db.applying) return;
         const auto members = db.members; // a push may end a session
         for (auto id : members)
             if (auto* s = find(id)) pump(*s);

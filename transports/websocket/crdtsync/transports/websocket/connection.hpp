@@ -118,6 +118,10 @@ public:
         ws_.read_message_max(max_message_bytes);
         ws_.text(true);
         boost::beast::error_code ec;
+        // Small messages (acknowledgements, pushes) must not wait for the
+        // peer's delayed ACK (Nagle): without this a request and its reply
+        // cost tens of milliseconds on loopback (docs/benchmarks.md, Network).
+        boost::beast::get_lowest_layer(ws_).socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
         const auto ep = boost::beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
         if (!ec)
             remote_ = detail::endpoint_text(ep);
