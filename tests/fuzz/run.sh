@@ -19,7 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${2:-build-fuzz}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
-targets=(fuzz_change_sets fuzz_messages fuzz_snapshot_stream fuzz_session)
+targets=(fuzz_change_sets fuzz_messages fuzz_snapshot_stream fuzz_session fuzz_differential)
 
 fail_all() { # reason
   for t in "${targets[@]}"; do echo "fuzz $t: FAILED ($1)"; done
