@@ -79,11 +79,6 @@ private:
     std::chrono::steady_clock::time_point last_{};
 };
 
-/// A library error, with what the tool was doing.
-[[noreturn]] void rethrow(const crdtsync::error& e, const std::string& context) {
-    fail(code_of(e), context.empty() ? e.message() : context + ": " + e.message());
-}
-
 // ---------------------------------------------------------------- exec
 
 struct exec_args {
@@ -162,6 +157,20 @@ void print_select(const crdtsync::table_def& def, const std::vector<crdtsync::ro
     }
 }
 
+/// A statement for a message: its first 120 characters.
+std::string excerpt(const std::string& text) { return text.size() <= 120 ? text : text.substr(0, 117) + "..."; }
+
+/// Where a transaction of statements [first, end) failed: in statement
+/// `at`, or at the commit (`at == end`).
+std::string failed_in(const std::vector<sql::parsed_statement>& st, std::size_t first, std::size_t at, std::size_t end) {
+    const std::string nothing = end - first > 1 ? "; none of the " + std::to_string(end - first) +
+                                                      " statements of its transaction was written"
+                                                : "; nothing was written";
+    if (at < end) return " (in \"" + excerpt(st[at].text) + "\")" + nothing;
+    return " (committing " + (end - first > 1 ? "statements " + std::to_string(first + 1) + " to " + std::to_string(end)
+                                              : "\"" + excerpt(st[first].text) + "\"") + ")" + nothing;
+}
+
 int cmd_exec(const exec_args& a) {
     std::string script;
     if (a.sql.size() == 1 && a.sql[0] == "-") script = read_all(std::cin);
@@ -188,9 +197,9 @@ int cmd_exec(const exec_args& a) {
                 }
                 print_select(*def, rows, format);
             } catch (const crdtsync::error& e) {
-                rethrow(e, "in \"" + st.text + "\"");
+                fail(code_of(e), e.message() + " (in \"" + excerpt(st.text) + "\")");
             } catch (const tool_error& e) {
-                fail(e.code(), std::string(e.what()) + " (in \"" + st.text + "\")");
+                fail(e.code(), std::string(e.what()) + " (in \"" + excerpt(st.text) + "\")");
             }
             ++i;
             continue;
@@ -239,11 +248,9 @@ int cmd_exec(const exec_args& a) {
                 }
             });
         } catch (const crdtsync::error& e) {
-            const std::string nothing = end - i > 1 ? "; none of the " + std::to_string(end - i) + " statements of its transaction was written" : "; nothing was written";
-            fail(code_of(e), e.message() + " (in \"" + statements[at].text + "\")" + nothing);
+            fail(code_of(e), e.message() + failed_in(statements, i, at, end));
         } catch (const tool_error& e) {
-            const std::string nothing = end - i > 1 ? "; none of the " + std::to_string(end - i) + " statements of its transaction was written" : "; nothing was written";
-            fail(e.code(), std::string(e.what()) + " (in \"" + statements[at].text + "\")" + nothing);
+            fail(e.code(), std::string(e.what()) + failed_in(statements, i, at, end));
         }
         for (const auto& line : done) std::cout << line << "\n";
         i = end;
@@ -508,10 +515,6 @@ int cmd_snapshot_import(const snapshot_args& a) {
     if (!in) fail(exit_code::file, "cannot read '" + a.file + "': " + std::strerror(errno));
     std::error_code ec;
     const auto total = a.file == "/dev/stdin" ? 0 : fs::file_size(a.file, ec);
-    const auto dir = replica_dir(a.data, dir_use::create);
-    dir_lock lock{dir, "snapshot import"};
-    const auto r = open_replica(dir);
-    keep_conflicts(r->rep, dir);
 
     std::uint64_t line_no = 0, read_bytes = 0, entries = 0;
     std::string line;
@@ -530,14 +533,19 @@ int cmd_snapshot_import(const snapshot_args& a) {
         return std::nullopt;
     };
 
-    crdtsync::snapshot_loader<replica_t> loader{r->rep};
-    const auto checkpoint = loader.checkpoint();
+    // The file's first line is checked before the directory is touched.
     auto first = next_chunk();
     if (!first) fail(exit_code::bad_snapshot, "'" + a.file + "' holds no snapshot chunk");
     const auto* header = std::get_if<crdtsync::snapshot_header>(&*first);
     if (!header)
         fail(exit_code::bad_snapshot, "'" + a.file + "' does not start with a snapshot header (line 1 is a " +
                                           std::string(crdtsync::wire_type_of(*first)) + " chunk)");
+    const auto dir = replica_dir(a.data, dir_use::create);
+    dir_lock lock{dir, "snapshot import"};
+    const auto r = open_replica(dir);
+    keep_conflicts(r->rep, dir);
+    crdtsync::snapshot_loader<replica_t> loader{r->rep};
+    const auto checkpoint = loader.checkpoint();
     const bool resume = checkpoint && checkpoint->snapshot_id == header->snapshot_id;
     if (resume)
         spdlog::info("resuming the import of snapshot {} after {} entries", header->snapshot_id, checkpoint->entries_processed);
@@ -583,7 +591,7 @@ int cmd_snapshot_import(const snapshot_args& a) {
     } catch (const crdtsync::error& e) {
         bar.finish();
         fail(code_of(e), "'" + a.file + "' line " + std::to_string(line_no) + ": " + e.message() +
-                             (e.code() == crdtsync::errc::snapshot || e.code() == crdtsync::errc::storage_full
+                             (line_no > 1 && (e.code() == crdtsync::errc::snapshot || e.code() == crdtsync::errc::storage_full)
                                   ? "; what was loaded before it stays, and the same command resumes the import"
                                   : ""));
     }

@@ -73,6 +73,7 @@ listen_address parse_listen(const std::string& text) {
     std::string address = text.substr(0, colon);
     if (address.size() >= 2 && address.front() == '[' && address.back() == ']') address = address.substr(1, address.size() - 2);
     if (address.empty()) address = "0.0.0.0";
+    if (address == "localhost") address = "127.0.0.1"; // the one name taken: the transport binds IP addresses
     unsigned long port = 0;
     const auto digits = text.substr(colon + 1);
     if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 5 || (port = std::stoul(digits)) > 65535)
@@ -198,6 +199,7 @@ private:
     }
 
     std::optional<ws::http_reply> http(std::string_view method, std::string_view target) {
+        if (stopping_) return ws::http_reply{503, "text/plain; charset=utf-8", "shutting down\n"};
         if (method != "GET") return std::nullopt;
         const auto path = target.substr(0, target.find('?'));
         if (path == "/status") return ws::http_reply{200, "application/json", status_json().dump(2) + "\n"};
@@ -312,10 +314,12 @@ private:
         const auto deadline = clock_type::now() + shutdown_grace;
         wait_closed(deadline);
     }
+    // A session leaves sync_server::sessions() when its transport reported
+    // `closed`: the peer answered the close (or the connection was lost).
     void wait_closed(clock_type::time_point deadline) {
-        if (server_->connection_count() == 0 || clock_type::now() >= deadline) {
-            if (server_->connection_count() != 0)
-                spdlog::warn("{} connection(s) did not answer the close in time", server_->connection_count());
+        const auto open = sync_->sessions().size();
+        if (open == 0 || clock_type::now() >= deadline) {
+            if (open != 0) spdlog::warn("{} connection(s) did not answer the close in time", open);
             io_.stop();
             return;
         }
@@ -365,7 +369,10 @@ public:
         if (!a_.watch) {
             deadline_.expires_after(std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(a_.timeout)));
             deadline_.async_wait([this](const boost::system::error_code& ec) {
-                if (!ec) finish(exit_code::sync_failed, "the sync did not complete within " + seconds_text(a_.timeout));
+                if (ec) return;
+                if (client_.stats().connections == 0)
+                    return finish(exit_code::unreachable, "cannot reach " + url_ + ": no answer within " + seconds_text(a_.timeout));
+                finish(exit_code::sync_failed, "the sync did not complete within " + seconds_text(a_.timeout));
             });
         }
         connect();
