@@ -38,6 +38,7 @@ enum class errc : int {
     snapshot = 19,          ///< a snapshot stream is out of order, inconsistent, or not this replica's to resume
     corrupt = 20,           ///< the store's file is damaged (truncated, overwritten): restore it or re-bootstrap
     protocol = 21,          ///< a sync peer broke the coordinator protocol, or refused this session
+    network = 22,           ///< a socket could not be opened, bound or connected (a port in use, say)
 };
 
 /// Short, stable name of a code (`"clock_drift"`), for logs and wire errors.
@@ -64,6 +65,7 @@ enum class errc : int {
     case errc::snapshot: return "snapshot";
     case errc::corrupt: return "corrupt";
     case errc::protocol: return "protocol";
+    case errc::network: return "network";
     }
     return "unknown";
 }
@@ -135,7 +137,8 @@ namespace detail {
     case errc::schema: throw schema_error(code, message);
     case errc::constraint: throw constraint_error(code, message);
     case errc::snapshot_required:
-    case errc::protocol: throw sync_error(code, message);
+    case errc::protocol:
+    case errc::network: throw sync_error(code, message);
     case errc::snapshot: throw snapshot_error(code, message);
     case errc::invalid_argument: throw usage_error(code, message);
     }

@@ -34,7 +34,7 @@ TEST_CASE("version: the header agrees with the build") {
 
 TEST_CASE("error: every code has a distinct stable name") {
     std::set<std::string_view> names;
-    for (int c = 1; c <= 20; ++c) {
+    for (int c = 1; c <= 22; ++c) {
         CAPTURE(c);
         const auto name = crdtsync::to_string(static_cast<errc>(c));
         CHECK(name != "unknown");
@@ -51,6 +51,10 @@ TEST_CASE("error: every code has a distinct stable name") {
     CHECK(crdtsync::to_string(errc::snapshot) == "snapshot");
     CHECK(static_cast<int>(errc::corrupt) == 20);
     CHECK(crdtsync::to_string(errc::corrupt) == "corrupt");
+    CHECK(static_cast<int>(errc::protocol) == 21);
+    CHECK(crdtsync::to_string(errc::protocol) == "protocol");
+    CHECK(static_cast<int>(errc::network) == 22);
+    CHECK(crdtsync::to_string(errc::network) == "network");
     CHECK(crdtsync::to_string(static_cast<errc>(0)) == "unknown");
     CHECK(crdtsync::to_string(static_cast<errc>(999)) == "unknown");
 }
@@ -88,12 +92,12 @@ TEST_CASE("error: raise picks the exception type from the code") {
     for (errc c : {errc::unknown_table, errc::unknown_column, errc::schema_mismatch, errc::schema})
         CHECK(raises_as<crdtsync::schema_error>(c));
     CHECK(raises_as<crdtsync::constraint_error>(errc::constraint));
-    CHECK(raises_as<crdtsync::sync_error>(errc::snapshot_required));
+    for (errc c : {errc::snapshot_required, errc::protocol, errc::network}) CHECK(raises_as<crdtsync::sync_error>(c));
     CHECK(raises_as<crdtsync::snapshot_error>(errc::snapshot));
     CHECK(raises_as<crdtsync::usage_error>(errc::invalid_argument));
     CHECK_FALSE(raises_as<crdtsync::parse_error>(errc::invalid_argument));
     // Every error is a crdtsync::error and a std::runtime_error.
-    for (int c = 1; c <= 20; ++c) {
+    for (int c = 1; c <= 22; ++c) {
         CAPTURE(c);
         CHECK(raises_as<crdtsync::error>(static_cast<errc>(c)));
         CHECK_THROWS_AS(detail::raise(static_cast<errc>(c), "x"), std::runtime_error);

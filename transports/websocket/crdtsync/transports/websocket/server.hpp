@@ -265,7 +265,7 @@ inline void server_state::listen() {
     const tcp::endpoint endpoint(address, options.port);
     const auto where = endpoint_text(endpoint);
     const auto fail = [&](std::string_view step) {
-        crdtsync::detail::raise(errc::invalid_argument,
+        crdtsync::detail::raise(errc::network,
                                 "websocket server: cannot " + std::string(step) + " " + where + ": " + ec.message());
     };
     if (acceptor.open(endpoint.protocol(), ec); ec)
@@ -323,9 +323,10 @@ class server {
 public:
     /// Listens at once (on `options.address`, `options.port`) and accepts
     /// connections while the io_context runs. Throws `usage_error`
-    /// (`errc::invalid_argument`) when the address is not an IP address, the
-    /// path does not start with '/', or the port cannot be bound (in use,
-    /// not permitted); the message says which.
+    /// (`errc::invalid_argument`) when the address is not an IP address or
+    /// the path does not start with '/', and `sync_error` (`errc::network`)
+    /// when the port cannot be bound (in use, not permitted); the message
+    /// says which.
     server(boost::asio::io_context& io, server_options options)
         : state_(std::make_shared<detail::server_state>(io, std::move(options))) {
         state_->listen();
