@@ -17,7 +17,7 @@
 //                handshake time.
 //
 //   crdtsync_net_bench [--only e2e,latency,connections] [--runs N] [--changes N]
-//                      [--seconds S] [--clients N] [--idle N] [--dir D]
+//                      [--seconds S] [--clients N] [--idle N] [--in-flight N] [--dir D]
 #include <crdtsync/backends/lmdb.hpp>
 #include <crdtsync/crdtsync.hpp>
 #include <crdtsync/sync_client.hpp>
@@ -60,6 +60,7 @@ struct options {
     double seconds = 5;
     int clients = 10;
     int idle = 1000;
+    std::size_t in_flight = 4; // sync_client_config::max_in_flight of the writer
     fs::path dir;
 };
 
@@ -245,7 +246,10 @@ e2e_result end_to_end(const options& o, int run) {
         replica rep{*store};
         rep.create_table(crdtsync_bench::bench_table());
         crdtsync_bench::write_rows(rep, 0, w.rows, crdtsync_bench::writer::a);
-        crdtsync::sync_client<replica> client{rep, {.database_id = "bench"}};
+        crdtsync::sync_client_config cfg;
+        cfg.database_id = "bench";
+        cfg.max_in_flight = o.in_flight;
+        crdtsync::sync_client<replica> client{rep, cfg};
         asio::io_context io;
         a_ready.put(1);
         (void)a_go.get();
@@ -440,9 +444,10 @@ options parse(int argc, char** argv) {
         else if (a == "--clients") o.clients = std::stoi(next());
         else if (a == "--idle") o.idle = std::stoi(next());
         else if (a == "--dir") o.dir = next();
+        else if (a == "--in-flight") o.in_flight = std::stoul(next());
         else if (a == "--help") {
             std::cout << "crdtsync_net_bench [--only e2e,latency,connections] [--runs N] [--changes N] [--seconds S]\n"
-                         "                   [--clients N] [--idle N] [--dir D]\n";
+                         "                   [--clients N] [--idle N] [--in-flight N] [--dir D]\n";
             std::exit(0);
         } else throw std::runtime_error("unknown option " + a + " (see --help)");
     }
