@@ -54,6 +54,7 @@
 #include <utility>
 #include <vector>
 
+#include <crdtsync/detail/utf8.hpp>
 #include <crdtsync/message.hpp>
 #include <crdtsync/session_options.hpp>
 #include <crdtsync/snapshot_writer.hpp>
@@ -264,8 +265,10 @@ private:
         stats_.bytes_out += text.size();
         s.io.send(std::move(text));
     }
-    void send_error(session& s, std::string code, std::string text, bool fatal) {
-        send(s, msg::error{std::move(code), std::move(text), fatal});
+    // Messages may quote the peer's bytes (a decode error names what it
+    // found): repaired to valid UTF-8, or the JSON writer would refuse them.
+    void send_error(session& s, std::string code, std::string_view text, bool fatal) {
+        send(s, msg::error{std::move(code), detail::utf8_repaired(text), fatal});
     }
     void end(session& s, std::uint16_t code, std::string_view why) {
         s.closing = true;

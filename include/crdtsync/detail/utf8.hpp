@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include <crdtsync/version.hpp>
@@ -58,6 +59,22 @@ inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexc
         i += n;
     }
     return s.size();
+}
+
+/// `s` with every byte that does not start a valid UTF-8 sequence replaced
+/// by U+FFFD: for messages that quote untrusted input and must travel as
+/// JSON text.
+[[nodiscard]] inline std::string utf8_repaired(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size();) {
+        const auto bad = i + utf8_invalid_at(s.substr(i));
+        out.append(s.substr(i, bad - i));
+        if (bad >= s.size()) break;
+        out.append("\xEF\xBF\xBD");
+        i = bad + 1;
+    }
+    return out;
 }
 
 } // namespace detail
