@@ -486,8 +486,11 @@ private:
         finish(exit_code::ok, "");
     }
 
+    // A signal: with --watch the normal way to stop (exit 0); without, the
+    // sync was cut short.
     void stop(const char* why) {
         if (done_) return;
+        if (!a_.watch) return finish(exit_code::sync_failed, std::string(why) + ": interrupted before the sync completed");
         spdlog::info("{}: stopping", why);
         finish(exit_code::ok, "");
     }
