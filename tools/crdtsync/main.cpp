@@ -43,7 +43,8 @@ std::string size_text(std::uint64_t bytes) {
     return buf;
 }
 
-/// A progress line on stderr, drawn only when stderr is a terminal.
+/// A progress line on stderr, drawn only when stderr is a terminal, at
+/// most every 100 ms, and once more, complete, at the end.
 class progress {
 public:
     explicit progress(std::string what) : what_(std::move(what)), tty_(::isatty(STDERR_FILENO) == 1) {}
@@ -51,31 +52,44 @@ public:
     /// `done` of `total` (total 0: unknown), and a count to show.
     void update(std::uint64_t done, std::uint64_t total, std::uint64_t entries) {
         if (!tty_) return;
+        done_ = done;
+        total_ = total;
+        entries_ = entries;
+        used_ = true;
         const auto now = std::chrono::steady_clock::now();
         if (drawn_ && now - last_ < std::chrono::milliseconds(100)) return;
         last_ = now;
+        draw();
+    }
+    /// Draws the final state and ends the line.
+    void finish() {
+        if (!tty_ || !used_) return;
+        draw();
+        std::fputs("\n", stderr);
+        used_ = drawn_ = false;
+    }
+    /// The work is complete: the final line shows 100 %.
+    void complete() { done_ = total_; }
+
+private:
+    void draw() {
         drawn_ = true;
         std::string line = "\r" + what_ + " ";
-        if (total > 0) {
+        if (total_ > 0) {
             const int width = 30;
-            const auto filled = static_cast<int>(static_cast<double>(done) / static_cast<double>(total) * width);
-            line += "[" + std::string(static_cast<std::size_t>(std::min(filled, width)), '#') +
-                    std::string(static_cast<std::size_t>(width - std::min(filled, width)), '.') + "] " +
-                    std::to_string(done * 100 / total) + "% ";
+            const int filled = std::min(width, static_cast<int>(static_cast<double>(done_) / static_cast<double>(total_) * width));
+            line += "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.') +
+                    "] " + std::to_string(std::min<std::uint64_t>(100, done_ * 100 / total_)) + "% ";
         }
-        line += std::to_string(entries) + " entries";
+        line += std::to_string(entries_) + " entries";
         std::fputs(line.c_str(), stderr);
         std::fflush(stderr);
     }
-    void finish() {
-        if (tty_ && drawn_) std::fputs("\n", stderr);
-        drawn_ = false;
-    }
 
-private:
     std::string what_;
     bool tty_;
-    bool drawn_ = false;
+    bool drawn_ = false, used_ = false;
+    std::uint64_t done_ = 0, total_ = 0, entries_ = 0;
     std::chrono::steady_clock::time_point last_{};
 };
 
@@ -564,7 +578,6 @@ int cmd_snapshot_import(const snapshot_args& a) {
     try {
         loader.push(*first);
         while (auto c = next_chunk()) {
-            bar.update(read_bytes, total, entries);
             if (auto* ts = std::get_if<crdtsync::snapshot_table_start>(&*c); ts && resume) {
                 const auto name = ts->schema + "." + ts->table;
                 if (completed.contains(name)) {
@@ -587,7 +600,9 @@ int cmd_snapshot_import(const snapshot_args& a) {
             }
             entries += entries_of(*c);
             loader.push(*c);
+            bar.update(read_bytes, total, entries);
         }
+        bar.complete();
     } catch (const crdtsync::error& e) {
         bar.finish();
         fail(code_of(e), "'" + a.file + "' line " + std::to_string(line_no) + ": " + e.message() +
