@@ -255,7 +255,7 @@ TEST_CASE("golden: a change set with a NULL, a composite key, a blob, a big inte
 TEST_CASE("golden: coordinator messages") {
     CHECK(wire::encode_message(msg::handshake{"db-1", site_b, std::nullopt, 1}) ==
           R"({"type":"handshake","databaseId":"db-1","siteId":"u7u7u7u7u7u7u7u7u7u7uw","protocolVersion":1})");
-    CHECK(wire::encode_message(msg::get_changes{at(1700000002000, 0, site_a, 4)}) ==
+    CHECK(wire::encode_message(msg::get_changes{at(1700000002000, 0, site_a, 4), std::nullopt}) ==
           R"({"type":"get_changes","sinceHLC":"AAABi8/lb9AAAKqqqqqqqqqqqqqqqqqqqqoAAAAE"})");
     CHECK(wire::encode_message(msg::get_snapshot{}) == R"({"type":"get_snapshot"})");
     CHECK(wire::encode_message(msg::ping{}) == R"({"type":"ping"})");

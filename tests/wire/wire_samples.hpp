@@ -207,7 +207,9 @@ inline std::vector<message> sample_messages() {
     std::vector<message> out;
     out.emplace_back(msg::handshake{"db-1", site_b, std::string("secret"), 1});
     out.emplace_back(msg::handshake{"db-1", site_b, std::nullopt, 1});
-    out.emplace_back(msg::get_changes{at(1700000002000, 0, site_a, 5)});
+    msg::get_changes since; // the additions (sincePosition, ...) left unset
+    since.since = at(1700000002000, 0, site_a, 5);
+    out.emplace_back(since);
     out.emplace_back(msg::get_changes{});
     out.emplace_back(msg::apply_changes{{sample_change_set()}, std::string("req-7")});
     out.emplace_back(msg::apply_changes{{}, std::nullopt});
@@ -216,8 +218,12 @@ inline std::vector<message> sample_messages() {
     out.emplace_back(msg::ping{});
     out.emplace_back(msg::handshake_ack{site_a, "c0ffee", std::string("db-1"), 1});
     out.emplace_back(msg::handshake_ack{site_a, "c0ffee", std::nullopt, 1});
-    out.emplace_back(msg::changes{{sample_change_set(), sample_change_set()}});
-    out.emplace_back(msg::push_changes{{sample_change_set()}});
+    msg::changes two;
+    two.change_sets = {sample_change_set(), sample_change_set()};
+    out.emplace_back(std::move(two));
+    msg::push_changes one;
+    one.change_sets = {sample_change_set()};
+    out.emplace_back(std::move(one));
     out.emplace_back(msg::apply_result{std::string("req-7"), sample_apply_result()});
     out.emplace_back(msg::apply_result{std::nullopt, apply_result{}});
     for (const auto& c : sample_chunks()) out.emplace_back(msg::snapshot_chunk{c});

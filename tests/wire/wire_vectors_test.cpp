@@ -311,3 +311,30 @@ TEST_CASE("every JSON example in docs/wire.md decodes and re-encodes to the same
     CHECK(seen["checkpoint"] == 1);
     CHECK(seen["apply-result"] == 1);
 }
+
+TEST_CASE("the description examples in docs/wire.md are the code in wire/types.hpp") {
+    const std::filesystem::path docs(CRDTSYNC_DOCS_DIR);
+    const std::string doc = read_file(docs / "wire.md");
+    const std::string code = read_file(docs.parent_path() / "include" / "crdtsync" / "wire" / "types.hpp");
+    const auto squeeze = [](std::string_view s) { // runs of white space as one space
+        std::string out;
+        for (const char c : s) {
+            const bool space = c == ' ' || c == '\n';
+            if (!space) out += c;
+            else if (!out.empty() && out.back() != ' ') out += ' ';
+        }
+        return out;
+    };
+    const std::string squeezed_code = squeeze(code);
+    std::size_t checked = 0, at = 0;
+    while ((at = doc.find("```cpp\ntemplate <", at)) != std::string::npos) {
+        const std::size_t start = at + 7, end = doc.find("```", start);
+        REQUIRE(end != std::string::npos);
+        const std::string example = doc.substr(start, end - start);
+        at = end + 3;
+        CAPTURE(example);
+        CHECK(squeezed_code.find(squeeze(example)) != std::string::npos);
+        ++checked;
+    }
+    CHECK(checked == 2); // msg::error; the facts
+}

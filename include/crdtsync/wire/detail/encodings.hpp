@@ -102,7 +102,12 @@ inline void read(reader& r, const path& p, site_id& out) {
     }
 }
 
-inline void read(reader& r, const path& p, std::string& out) { out = r.string(p); }
+inline void read(reader& r, const path& p, std::string& out) {
+    std::string scratch; // for a string written with escapes
+    const std::string_view v = r.string(p, scratch);
+    out.clear(); // then append: cheaper than assign, which allows for overlap
+    out.append(v.data(), v.size());
+}
 
 template <class Sink>
 void write_dom(Sink& s, const json& j);

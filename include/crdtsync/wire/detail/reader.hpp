@@ -47,13 +47,6 @@ namespace detail {
 // `max_depth` as it is entered; nothing recurses on the input's nesting, so no
 // input can overflow the stack.
 
-// Inlines a hot lambda into its caller (GCC and Clang).
-#if defined(__GNUC__)
-#define CRDTSYNC_WIRE_INLINE __attribute__((always_inline))
-#else
-#define CRDTSYNC_WIRE_INLINE
-#endif
-
 /// A member name as a decoder expects it: `"<name>":`, at most 16 bytes,
 /// with no character that a JSON string would escape.
 struct member_name {
@@ -303,71 +296,78 @@ public:
 
     /// Reads an object, calling `on_member(key, path)` for each member; the
     /// callback must consume the member's value (read it or `skip` it).
-    ///
-    /// `order` lists the members writers usually put, in their order: the
-    /// name of each is recognised by one comparison, not read as a string
-    /// (any other name is read as a string). `head_size`, when not 0, is the
-    /// length of the object's opening text `{"<order[0]>":"<string>"` that the
-    /// caller has already checked (it holds no escape and no byte to
-    /// validate): that member is taken as read, not passed to `on_member`.
     template <class F>
-    void object(const path& p, std::string_view what, F&& on_member, std::span<const member_name> order = {},
-                std::size_t head_size = 0) {
-        if (next() != token::object) expected(p, what);
-        count(p);
-        enter(p);
+    void object(const path& p, std::string_view what, F&& on_member) {
+        bool more = enter_object(p, what);
         std::string escaped_key; // only used by keys with escapes
-        std::string_view key;
-        std::size_t index = 0; // of the member in the object
-        if (head_size != 0) {
-            key = order[0].name;
-            count(p / key);
-            pos_ += head_size;
-            index = 1;
-        } else {
-            ++pos_;
-            if (peek_char() == '}') {
-                ++pos_;
-                --depth_;
-                return;
-            }
-            key = member(p, escaped_key, on_member, index < order.size() ? &order[index] : nullptr);
-            ++index;
-        }
-        for (;;) {
-            const char c = peek_char();
-            if (c == ',') {
-                ++pos_;
-                key = member(p, escaped_key, on_member, index < order.size() ? &order[index] : nullptr);
-                ++index;
-                continue;
-            }
-            if (c == '}') {
-                ++pos_;
-                --depth_;
-                return;
-            }
-            syntax(p / key, "expected ',' or '}' after the member's value");
+        while (more) {
+            const std::string_view key = member_key(p, escaped_key);
+            const path kp = p / key;
+            on_member(key, kp);
+            more = after_member(kp);
         }
     }
 
-    /// One member of an object: its name (`likely` first), then `on_member`
-    /// reads its value.
-    template <class F>
-    [[gnu::always_inline]] std::string_view member(const path& p, std::string& escaped_key, F& on_member,
-                                                   const member_name* likely) {
-        if (likely != nullptr && likely->at(s_, pos_)) {
-            pos_ += likely->text_size;
-            on_member(likely->name, p / likely->name);
-            return likely->name;
+    // ---- objects step by step, for decoders that expect their members in
+    // an order (wire/detail/described.hpp): `enter_object`, then for each
+    // member its name (`member_is` or `member_key`), its value, and
+    // `after_member`, until that says the object ended.
+
+    /// Enters the object that comes next; false if it is empty (then it is
+    /// read whole). `head_size`, when not 0, is the length of its opening
+    /// text `{"<head_key>":"<string>"`, which the caller has already checked
+    /// (it holds no escape and no byte to validate): that member is taken as
+    /// read, and the result says whether another follows.
+    bool enter_object(const path& p, std::string_view what, std::string_view head_key = {},
+                      std::size_t head_size = 0) {
+        if (next() != token::object) expected(p, what);
+        count(p);
+        enter(p);
+        if (head_size != 0) {
+            const path kp = p / head_key;
+            count(kp);
+            pos_ += head_size;
+            return after_member(kp);
         }
-        if (peek_char() != '"') syntax(p, "expected a member name in double quotes");
-        const std::string_view key = string_token(p, escaped_key);
-        const path child = p / key;
-        if (peek_char() != ':') syntax(child, "expected ':' after the member name");
         ++pos_;
-        on_member(key, child);
+        if (peek_char() != '}') return true;
+        ++pos_;
+        --depth_;
+        return false;
+    }
+
+    /// At a member: if its name is `name` (written as a writer writes it),
+    /// consumes the name and its ':' and returns true. One comparison.
+    [[nodiscard, gnu::always_inline]] bool member_is(const member_name& name) noexcept {
+        if (!name.at(s_, pos_)) return false;
+        pos_ += name.text_size;
+        return true;
+    }
+
+    /// At a member: reads its name (a view into the input, or into
+    /// `scratch` when written with escapes) and its ':'.
+    std::string_view member_key(const path& p, std::string& scratch) {
+        if (peek_char() != '"') syntax(p, "expected a member name in double quotes");
+        const std::string_view key = string_token(p, scratch);
+        if (peek_char() != ':') syntax(p / key, "expected ':' after the member name");
+        ++pos_;
         return key;
+    }
+
+    /// After the value of member `kp`: true if another member follows, false
+    /// if the object ends here (it is left).
+    [[gnu::always_inline]] bool after_member(const path& kp) {
+        const char c = peek_char();
+        if (c == ',') {
+            ++pos_;
+            return true;
+        }
+        if (c == '}') {
+            ++pos_;
+            --depth_;
+            return false;
+        }
+        syntax(kp, "expected ',' or '}' after the member's value");
     }
 
     /// Reads an array, calling `on_element(index, path)` for each element;
@@ -806,37 +806,26 @@ private:
             if (c == '\\') {
                 if (i + 1 >= n) syntax(p, "unterminated string");
                 const char e = s_[i + 1];
-                switch (e) {
-                case '"': scratch += '"'; break;
-                case '\\': scratch += '\\'; break;
-                case '/': scratch += '/'; break;
-                case 'b': scratch += '\b'; break;
-                case 'f': scratch += '\f'; break;
-                case 'n': scratch += '\n'; break;
-                case 'r': scratch += '\r'; break;
-                case 't': scratch += '\t'; break;
-                case 'u': {
-                    long cp = hex4(i + 2);
-                    pos_ = i;
-                    if (cp < 0) syntax(p, "invalid \\u escape: four hex digits expected");
-                    i += 6;
-                    if (cp >= 0xDC00 && cp <= 0xDFFF)
-                        syntax(p, "lone UTF-16 surrogate in a \\u escape: not representable in UTF-8");
-                    if (cp >= 0xD800 && cp <= 0xDBFF) {
-                        const long low = i + 1 < n && s_[i] == '\\' && s_[i + 1] == 'u' ? hex4(i + 2) : -1;
-                        if (low < 0xDC00 || low > 0xDFFF)
-                            syntax(p, "lone UTF-16 surrogate in a \\u escape: not representable in UTF-8");
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-                        i += 6;
-                    }
-                    append_utf8(scratch, static_cast<unsigned long>(cp));
+                if (const char plain = unescaped_char[static_cast<unsigned char>(e)]; plain != 0) {
+                    scratch += plain;
+                    i += 2;
                     continue;
                 }
-                default:
-                    pos_ = i;
-                    syntax(p, "invalid escape \\" + std::string(1, e) + " in a string");
+                pos_ = i;
+                if (e != 'u') syntax(p, "invalid escape \\" + std::string(1, e) + " in a string");
+                long cp = hex4(i + 2);
+                if (cp < 0) syntax(p, "invalid \\u escape: four hex digits expected");
+                i += 6;
+                if (cp >= 0xDC00 && cp <= 0xDFFF)
+                    syntax(p, "lone UTF-16 surrogate in a \\u escape: not representable in UTF-8");
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    const long low = i + 1 < n && s_[i] == '\\' && s_[i + 1] == 'u' ? hex4(i + 2) : -1;
+                    if (low < 0xDC00 || low > 0xDFFF)
+                        syntax(p, "lone UTF-16 surrogate in a \\u escape: not representable in UTF-8");
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                    i += 6;
                 }
-                i += 2;
+                append_utf8(scratch, static_cast<unsigned long>(cp));
                 continue;
             }
             const std::size_t len = char_length(p, i, c);
@@ -916,34 +905,24 @@ private:
         std::string scratch;
         for (;;) {
             // A value starts here.
-            switch (next()) {
+            switch (const token t = next()) {
             case token::object:
+            case token::array: {
+                const bool object = t == token::object;
                 count(p);
                 enter(p);
                 ++pos_;
-                h.begin_object();
-                if (peek_char() == '}') {
+                object ? h.begin_object() : h.begin_array();
+                if (peek_char() == (object ? '}' : ']')) {
                     ++pos_;
                     --depth_;
-                    h.end_object();
+                    object ? h.end_object() : h.end_array();
                     break;
                 }
-                in_object.push_back(true);
-                member_name(p, h, scratch);
+                in_object.push_back(object);
+                if (object) walk_key(p, h, scratch);
                 continue;
-            case token::array:
-                count(p);
-                enter(p);
-                ++pos_;
-                h.begin_array();
-                if (peek_char() == ']') {
-                    ++pos_;
-                    --depth_;
-                    h.end_array();
-                    break;
-                }
-                in_object.push_back(false);
-                continue;
+            }
             case token::string: count(p); h.string(string_token(p, scratch)); break;
             case token::number: count(p); h.number(number_token_at(p)); break;
             case token::boolean: count(p); h.boolean(boolean_token(p)); break;
@@ -957,14 +936,13 @@ private:
                 const char c = peek_char();
                 if (c == ',') {
                     ++pos_;
-                    if (in_object.back()) member_name(p, h, scratch);
+                    if (in_object.back()) walk_key(p, h, scratch);
                     break;
                 }
                 if (c == (in_object.back() ? '}' : ']')) {
                     ++pos_;
                     --depth_;
-                    if (in_object.back()) h.end_object();
-                    else h.end_array();
+                    in_object.back() ? h.end_object() : h.end_array();
                     in_object.pop_back();
                     continue;
                 }
@@ -973,7 +951,7 @@ private:
         }
     }
     template <class H>
-    void member_name(const path& p, H& h, std::string& scratch) {
+    void walk_key(const path& p, H& h, std::string& scratch) {
         if (peek_char() != '"') syntax(p, "expected a member name in double quotes");
         h.key(string_token(p, scratch));
         if (peek_char() != ':') syntax(p, "expected ':' after the member name");

@@ -3,12 +3,14 @@
 // that name them, JavaScript number formatting, JSON.stringify string escapes,
 // and the short renderings error messages quote.
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -131,6 +133,28 @@ inline void append_integer(std::string& out, Int i) {
 
 using ::crdtsync::detail::utf8_sequence_length;
 
+/// JSON's two-character escapes: the letter after the backslash, and the
+/// character it stands for. `\/` is read, never written (JSON.stringify
+/// leaves '/' alone).
+inline constexpr std::pair<char, char> short_escapes[] = {{'"', '"'}, {'\\', '\\'}, {'b', '\b'}, {'f', '\f'},
+                                                          {'n', '\n'}, {'r', '\r'}, {'t', '\t'}, {'/', '/'}};
+
+/// The character a backslash and `c` stand for; 0 when that is no short escape.
+inline constexpr std::array<char, 256> unescaped_char = [] {
+    std::array<char, 256> t{};
+    for (const auto& [letter, c] : short_escapes) t[static_cast<unsigned char>(letter)] = c;
+    return t;
+}();
+
+/// The letter JSON.stringify writes after a backslash for `c`; 0 when it
+/// writes `c` as itself or as `\u00XX`.
+inline constexpr std::array<char, 256> escape_letter = [] {
+    std::array<char, 256> t{};
+    for (const auto& [letter, c] : short_escapes)
+        if (c != '/') t[static_cast<unsigned char>(c)] = letter;
+    return t;
+}();
+
 /// Appends `s` as a quoted JSON string with JSON.stringify's escapes.
 /// \throws parse_error (`errc::invalid_value`) if `s` is not valid UTF-8.
 inline void append_json_string(std::string& out, std::string_view s) {
@@ -154,15 +178,10 @@ inline void append_json_string(std::string& out, std::string_view s) {
             continue;
         }
         out.append(s.data() + run, i - run);
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
+        if (const char letter = escape_letter[c]; letter != 0) {
+            out += '\\';
+            out += letter;
+        } else {
             out += "\\u00";
             out += hex[c >> 4];
             out += hex[c & 15];

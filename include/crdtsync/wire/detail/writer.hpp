@@ -29,16 +29,14 @@ class text_sink {
 public:
     std::string out;
 
-    void begin_object() { sep(); out += '{'; comma_ = false; }
-    void end_object() { out += '}'; comma_ = true; }
-    void begin_array() { sep(); out += '['; comma_ = false; }
-    void end_array() { out += ']'; comma_ = true; }
+    void begin_object() { open('{'); }
+    void end_object() { close('}'); }
+    void begin_array() { open('['); }
+    void end_array() { close(']'); }
     /// A member name known to need no escaping (the wire's field names).
     void field(std::string_view name) {
-        sep();
-        out += '"';
-        out += name;
-        out += "\":";
+        quoted(name);
+        out += ':';
         comma_ = false;
     }
     void key(std::string_view name) {
@@ -55,16 +53,28 @@ public:
     void string(std::string_view s) { sep(); append_json_string(out, s); comma_ = true; }
     /// A string known to need no escaping (base64 text).
     void ascii(std::string_view s) {
-        sep();
-        out += '"';
-        out += s;
-        out += '"';
+        quoted(s);
         comma_ = true;
     }
 
 private:
     void sep() {
         if (comma_) out += ',';
+    }
+    void open(char c) {
+        sep();
+        out += c;
+        comma_ = false;
+    }
+    void close(char c) {
+        out += c;
+        comma_ = true;
+    }
+    void quoted(std::string_view s) {
+        sep();
+        out += '"';
+        out += s;
+        out += '"';
     }
     bool comma_ = false;
 };
