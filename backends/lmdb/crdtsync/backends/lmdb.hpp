@@ -144,7 +144,7 @@ public:
     /// `lmdb_sync::no_sync` and `no_meta_sync`.
     void sync() {
         if (const int rc = mdb_env_sync(env_.get(), 1); rc != MDB_SUCCESS) {
-            if (rc == ENOSPC || rc == EDQUOT) {
+            if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
                 detail::raise(errc::storage_full, "LMDB sync of '" + options_.path + "' failed: " + mdb_strerror(rc) +
                                                       "; free space on its file system, then sync again");
             }
@@ -694,8 +694,10 @@ private:
             detail::raise(errc::storage, "LMDB " + std::string(what) + where +
                                              " failed: the transaction changes too many pages at once; split it");
         }
-        if (rc == ENOSPC || rc == EDQUOT) {
-            const char* why = rc == ENOSPC ? "no space left on the device" : "disk quota exceeded";
+        if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
+            const char* why = rc == ENOSPC   ? "no space left on the device"
+                              : rc == EDQUOT ? "disk quota exceeded"
+                                             : "the file reached its size limit (RLIMIT_FSIZE, or the file system's largest file)";
             detail::raise(errc::storage_full, "LMDB " + std::string(what) + where + " failed: " + why +
                                                   "; nothing of the transaction was committed: free space and "
                                                   "retry it");
