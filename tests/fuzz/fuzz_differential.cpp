@@ -19,6 +19,15 @@
 //   docs/semantics.md.
 // Anything else (a difference, an unexpected exception, a crash, a
 // sanitizer report) aborts.
+//
+// The input: byte 0 picks the policy; then up to 400 steps, each an opcode
+// byte `op` and its operands (a used-up input reads as zeros):
+//   op % 8 = 0-2  a transaction on replica op / 8 % 3: a count byte (1 + b % 3
+//                 operations), then kind, key and value bytes per operation;
+//   op % 8 = 3    a clock step: replica, kind (+ one byte for some kinds);
+//   op % 8 = 4-5  a changes_since delivery: from, to, position, limit, one
+//                 byte per change set (0 drop, 1 twice, else once), order;
+//   op % 8 = 6-7  a sync-loop step: from, to, limit (high bit: ack lost).
 
 #include <algorithm>
 #include <array>
@@ -26,7 +35,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -226,6 +234,11 @@ struct world {
             if (!r.apply(schema()).rejected.empty()) fail("the schema was rejected");
             r.on_local_change([this](const crdtsync::local_change& c) { model.fold(c.changes); });
         }
+        // Every replica has the schema: the sync loop need not send it
+        // around again (DDL parsing would be most of a run's time).
+        for (auto& from : reps)
+            for (auto& to : reps)
+                if (from != to) from->acknowledge(to->site_id(), from->position());
     }
 
     static value x_value(std::uint8_t b) {
