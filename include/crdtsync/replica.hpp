@@ -29,6 +29,7 @@
 
 #include <crdtsync/change.hpp>
 #include <crdtsync/detail/layout.hpp>
+#include <crdtsync/detail/thread_check.hpp>
 #include <crdtsync/detail/storable.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/events.hpp>
@@ -114,6 +115,7 @@ public:
 
     /// The definitions of every table, ordered by qualified name.
     [[nodiscard]] std::vector<table_def> tables() const {
+        const auto entered = check_.enter("replica::tables");
         {
             auto r = store_.read();
             refresh(r);
@@ -125,6 +127,7 @@ public:
     }
     /// A table's definition, if this replica has the table ("name" or "schema.name").
     [[nodiscard]] std::optional<table_def> find_table(std::string_view name) const {
+        const auto entered = check_.enter("replica::find_table");
         {
             auto r = store_.read();
             refresh(r);
@@ -154,6 +157,7 @@ public:
     /// effects beyond the transaction.
     template <class F>
     void write(F&& body) {
+        const auto entered = check_.enter("replica::write");
         run_write([&](write_txn& w, pending& ev) {
             transaction tx{*this, w, ev};
             body(tx);
@@ -165,6 +169,7 @@ public:
 
     /// The visible row with primary key `pk`, all columns (NULL where unset).
     [[nodiscard]] std::optional<row> get(std::string_view table, const row_key& pk) const {
+        const auto entered = check_.enter("replica::get");
         auto r = store_.read();
         refresh(r);
         const auto& t = require_table(table);
@@ -172,6 +177,7 @@ public:
     }
     /// Every visible row of `table`, in primary-key order (collation-folded).
     [[nodiscard]] std::vector<row> rows(std::string_view table) const {
+        const auto entered = check_.enter("replica::rows");
         auto r = store_.read();
         refresh(r);
         return scan_rows(r, require_table(table));
@@ -186,6 +192,7 @@ public:
     /// write transaction, together with the clock; a store failure aborts all
     /// of it and throws.
     apply_result apply(std::span<const change_set> sets) {
+        const auto entered = check_.enter("replica::apply");
         return apply_with(sets, [](write_txn&, const apply_result&) {}, nullptr);
     }
     apply_result apply(const std::vector<change_set>& sets) { return apply(std::span<const change_set>(sets)); }
@@ -194,6 +201,7 @@ public:
     /// positions `first` (exclusive) to `last` (inclusive). A relay uses it
     /// to forward what it received to peers that had everything up to `first`.
     apply_result apply(std::span<const change_set> sets, std::uint64_t& first, std::uint64_t& last) {
+        const auto entered = check_.enter("replica::apply");
         auto r = apply_with(sets, [&](write_txn&, const apply_result&) { last = last_seq_; }, nullptr, &first);
         return r;
     }
@@ -206,6 +214,7 @@ public:
     /// boundary once `limit` facts are collected.
     [[nodiscard]] delta changes_since(const crdtsync::site_id& peer, std::uint64_t position,
                                       std::size_t limit = 1000) const {
+        const auto entered = check_.enter("replica::changes_since");
         delta d;
         d.next_position = position;
         auto r = store_.read();
@@ -268,6 +277,7 @@ public:
     /// (a `next_position` this replica gave). Positions only move forward: an
     /// older or repeated confirmation changes nothing.
     void acknowledge(const crdtsync::site_id& peer, std::uint64_t pos) {
+        const auto entered = check_.enter("replica::acknowledge");
         update_peer(peer, [&](peer_state& s) { s.sent_up_to = std::max(s.sent_up_to, pos); });
     }
     /// Applies a delta `from` gave (`from.changes_since` or `changes_for`)
@@ -283,6 +293,7 @@ public:
     /// too, in the same transaction, so `changes_for(from)` does not echo
     /// them.
     apply_result apply_from(const crdtsync::site_id& from, const delta& d) {
+        const auto entered = check_.enter("replica::apply_from");
         std::uint64_t before = 0;
         return apply_with(
             std::span<const change_set>(d.change_sets),
@@ -298,19 +309,23 @@ public:
 
     /// The persisted exchange state with `peer` (zeros for a new peer).
     [[nodiscard]] peer_state peer(const crdtsync::site_id& peer) const {
+        const auto entered = check_.enter("replica::peer");
         auto r = store_.read();
         return read_peer(r, peer);
     }
     /// Records that we applied `peer`'s changes up to its position `pos`.
     void set_peer_received(const crdtsync::site_id& p, std::uint64_t pos) {
+        const auto entered = check_.enter("replica::set_peer_received");
         update_peer(p, [&](peer_state& s) { s.received_up_to = pos; });
     }
     /// Records that `peer` acknowledged our changes up to our position `pos`.
     void set_peer_sent(const crdtsync::site_id& p, std::uint64_t pos) {
+        const auto entered = check_.enter("replica::set_peer_sent");
         update_peer(p, [&](peer_state& s) { s.sent_up_to = pos; });
     }
     /// Every known peer.
     [[nodiscard]] std::vector<std::pair<crdtsync::site_id, peer_state>> peers() const {
+        const auto entered = check_.enter("replica::peers");
         std::vector<std::pair<crdtsync::site_id, peer_state>> out;
         auto r = store_.read();
         const std::string b(1, detail::layout::peer), e(1, static_cast<char>(detail::layout::peer + 1));
@@ -329,6 +344,7 @@ public:
     /// Afterwards, `changes_since` answers `snapshot_required` to any peer
     /// whose position predates a removed tombstone. Returns how many were removed.
     std::size_t prune_tombstones() {
+        const auto entered = check_.enter("replica::prune_tombstones");
         const auto now = physical_();
         const auto retention = static_cast<std::uint64_t>(opts_.tombstone_retention.count());
         std::size_t removed = 0;
@@ -375,17 +391,18 @@ public:
 
     using listener_id = std::size_t;
     /// Called once per committed local transaction.
-    listener_id on_local_change(std::function<void(const local_change&)> fn) { return add(local_listeners_, std::move(fn)); }
+    listener_id on_local_change(std::function<void(const local_change&)> fn) { return add("replica::on_local_change", local_listeners_, std::move(fn)); }
     /// Called once per applied remote change set that changed something.
-    listener_id on_remote_change(std::function<void(const remote_change&)> fn) { return add(remote_listeners_, std::move(fn)); }
+    listener_id on_remote_change(std::function<void(const remote_change&)> fn) { return add("replica::on_remote_change", remote_listeners_, std::move(fn)); }
     /// Called for each conflict a merge resolved.
-    listener_id on_conflict(std::function<void(const conflict&)> fn) { return add(conflict_listeners_, std::move(fn)); }
+    listener_id on_conflict(std::function<void(const conflict&)> fn) { return add("replica::on_conflict", conflict_listeners_, std::move(fn)); }
     /// Called for each change set `apply` (or a snapshot load) rejected: its
     /// reason, code and transaction id, as in `apply_result::rejected`. A
     /// rejected change set is not applied and is not retried by itself.
-    listener_id on_rejected(std::function<void(const rejection&)> fn) { return add(rejected_listeners_, std::move(fn)); }
+    listener_id on_rejected(std::function<void(const rejection&)> fn) { return add("replica::on_rejected", rejected_listeners_, std::move(fn)); }
     /// Removes a listener of any kind.
     void remove_listener(listener_id id) {
+        const auto entered = check_.enter("replica::remove_listener");
         std::erase_if(local_listeners_, [&](auto& l) { return l.first == id; });
         std::erase_if(remote_listeners_, [&](auto& l) { return l.first == id; });
         std::erase_if(conflict_listeners_, [&](auto& l) { return l.first == id; });
@@ -400,6 +417,7 @@ public:
     /// log, peers, arrival times, table ids) is left out, so two replicas that
     /// converged give byte-identical dumps.
     [[nodiscard]] std::string dump() const {
+        const auto entered = check_.enter("replica::dump");
         auto r = store_.read();
         refresh(r);
         std::vector<const table_state*> order;
@@ -531,7 +549,8 @@ private:
     using listeners = std::vector<std::pair<listener_id, std::function<Fn>>>;
 
     template <class L, class F>
-    listener_id add(L& list, F fn) {
+    listener_id add(const char* what, L& list, F fn) {
+        const auto entered = check_.enter(what);
         list.emplace_back(++next_listener_, std::move(fn));
         return next_listener_;
     }
@@ -1604,6 +1623,7 @@ private:
     }
 
     Store& store_;
+    detail::thread_check check_;  // one thread at a time (debug builds)
     replica_options opts_;
     // Mirrors of the store's state, `mutable`: a read may find that another
     // process committed and re-read them (`refresh`).

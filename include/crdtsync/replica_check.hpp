@@ -51,6 +51,7 @@ namespace detail {
 template <class Replica>
 struct replica_checker {
     static consistency_report run(const Replica& rep) {
+        const auto entered = rep.check_.enter("crdtsync::check");
         namespace L = layout;
         consistency_report out;
         auto r = rep.store_.read();

@@ -54,6 +54,7 @@ public:
     /// it: `checkpoint()` names it, and a stream whose header has the same
     /// snapshot id resumes it. A header with another id starts over.
     explicit snapshot_loader(Replica& r) : rep_(r) {
+        const auto entered = rep_.check_.enter("snapshot_loader");
         auto txn = r.store_.read();
         if (auto v = txn.get(state_key())) state_ = decode_state(*v);
     }
@@ -67,6 +68,7 @@ public:
     /// of another snapshot, a fact or migration the replica refuses), with
     /// nothing of the chunk written; storage_error when the store fails.
     void push(const snapshot_chunk& chunk) {
+        const auto entered = rep_.check_.enter("snapshot_loader::push");
         if (done_) fail("the snapshot is already loaded; a " + std::string(wire_type_of(chunk)) + " chunk came after its footer");
         if (!header_ && !std::holds_alternative<snapshot_header>(chunk))
             fail("a snapshot stream starts with its header, got a " + std::string(wire_type_of(chunk)) + " chunk");
@@ -79,6 +81,7 @@ public:
     /// The checkpoint of the unfinished load, to send to the sender in
     /// `resume_snapshot`; nothing when no load is unfinished.
     [[nodiscard]] std::optional<snapshot_checkpoint> checkpoint() const {
+        const auto entered = rep_.check_.enter("snapshot_loader::checkpoint");
         if (!state_) return std::nullopt;
         snapshot_checkpoint k;
         k.snapshot_id = state_->snapshot_id;

@@ -117,6 +117,7 @@ public:
 
     /// The next chunk, or nothing once the footer has been given.
     [[nodiscard]] std::optional<snapshot_chunk> next() {
+        const auto entered = rep_.check_.enter("snapshot_writer::next");
         switch (phase_) {
         case phase::header: {
             phase_ = phase::migrations;
