@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# tests/consumers/run.sh SOURCE_ROOT
+#
+# Embeds crdtsync the ways docs/embedding.md describes, each from scratch in a
+# temporary directory, and runs the program each builds (consumer.cpp, an
+# LMDB replica with one row):
+#   install     meson install into a prefix: headers, crdtsync*.pc, the CMake package
+#   pkg-config  g++ $(pkg-config --cflags --libs crdtsync-lmdb)
+#   cmake       find_package(crdtsync) and crdtsync::lmdb
+#   subproject  a meson project with crdtsync in subprojects/ and a wrap file with
+#               [provide]: dependency('crdtsync-lmdb') without a fallback, and none
+#               of crdtsync's tests, examples or tools configured
+#   plain       the README's g++ command with -I for each include root
+# Prints one line per way and a summary line in doctest's format (which
+# scripts/count-tests.py reads).
+set -uo pipefail
+src=$(cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+expected="crdtsync 0.1: 1 row, body 'hello'"
+
+way() { # name, command...
+  local name=$1; shift
+  local log="$work/$name.log"
+  if "$@" >"$log" 2>&1; then
+    echo "ok     $name"
+    passed=$((passed + 1))
+  else
+    echo "FAILED $name"
+    tail -30 "$log"
+    failed=$((failed + 1))
+  fi
+}
+
+runs=0
+check_output() { # program
+  local out
+  runs=$((runs + 1))
+  out=$("$1" "$work/run-$runs.mdb") || return 1
+  [ "$out" = "$expected" ] || { echo "printed: $out"; echo "expected: $expected"; return 1; }
+}
+
+prefix="$work/prefix"
+install() {
+  meson setup "$work/build" "$src" --prefix="$prefix" -Dtests=false -Dbench=false -Dexamples=false \
+    -Dtool=disabled && meson install -C "$work/build" || return 1
+  for f in include/crdtsync/replica.hpp include/crdtsync/backends/lmdb.hpp include/crdtsync/backends/memory.hpp \
+           share/pkgconfig/crdtsync.pc share/pkgconfig/crdtsync-lmdb.pc share/cmake/crdtsync/crdtsyncConfig.cmake; do
+    [ -f "$prefix/$f" ] || { echo "not installed: $f"; return 1; }
+  done
+}
+way install install
+
+with_pkg_config() {
+  local pc=(env PKG_CONFIG_PATH="$prefix/share/pkgconfig" pkg-config)
+  # shellcheck disable=SC2046
+  g++ -O0 $("${pc[@]}" --cflags crdtsync-lmdb) "$here/consumer.cpp" -o "$work/pc-consumer" \
+    $("${pc[@]}" --libs crdtsync-lmdb) && check_output "$work/pc-consumer"
+}
+way pkg-config with_pkg_config
+
+with_cmake() {
+  cmake -S "$here/cmake" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Debug &&
+    cmake --build "$work/cmake-build" && check_output "$work/cmake-build/consumer"
+}
+way cmake with_cmake
+
+with_subproject() {
+  local p="$work/parent"
+  mkdir -p "$p/subprojects"
+  ln -s "$src" "$p/subprojects/crdtsync"
+  cat >"$p/subprojects/crdtsync.wrap" <<'WRAP'
+[wrap-file]
+directory = crdtsync
+
+[provide]
+dependency_names = crdtsync, crdtsync-lmdb
+WRAP
+  cp "$here/consumer.cpp" "$p/"
+  cat >"$p/meson.build" <<'MESON'
+project('parent', 'cpp', default_options : ['cpp_std=c++20', 'buildtype=debug'])
+executable('consumer', 'consumer.cpp', dependencies : dependency('crdtsync-lmdb'))
+MESON
+  meson setup "$p/build" "$p" >"$work/subproject-setup.log" 2>&1 || { cat "$work/subproject-setup.log"; return 1; }
+  cat "$work/subproject-setup.log"
+  grep -q "Executing subproject crdtsync" "$work/subproject-setup.log" ||
+    { echo "dependency('crdtsync-lmdb') did not come from the subproject"; return 1; }
+  # A subproject builds nothing of its own: no doctest, no tests, no tool.
+  if grep -q -E "doctest|test_replica|crdtsync_bench" "$p/build/build.ninja"; then
+    echo "the parent build configured crdtsync's tests or benchmarks"
+    return 1
+  fi
+  meson compile -C "$p/build" && check_output "$p/build/consumer"
+}
+way subproject with_subproject
+
+with_plain_gxx() {
+  (cd "$src" && g++ -std=c++20 -O0 -I include -I backends/memory -I backends/lmdb "$here/consumer.cpp" \
+    -llmdb -o "$work/plain-consumer") && check_output "$work/plain-consumer"
+}
+way plain with_plain_gxx
+
+echo "[doctest] test cases: $((passed + failed)) | $passed passed | $failed failed"
+[ "$failed" -eq 0 ]
