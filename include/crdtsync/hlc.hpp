@@ -11,6 +11,7 @@
 #include <compare>
 #include <cstdint>
 #include <cstring>
+#include <iosfwd>
 #include <string>
 #include <string_view>
 
@@ -111,6 +112,12 @@ struct hlc {
             detail::raise(errc::invalid_hlc, "HLC text is not valid standard base64: \"" +
                                                  std::string(text) + "\"");
         return from_bytes(*raw);
+    }
+
+    /// Writes `to_text()` (include <ostream> where it is used).
+    template <class Traits>
+    friend std::basic_ostream<char, Traits>& operator<<(std::basic_ostream<char, Traits>& os, const hlc& h) {
+        return os << h.to_text();
     }
 
     /// `"<wall>:<counter>:<site text>"`: the Quereus transaction id of the

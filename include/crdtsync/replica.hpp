@@ -182,6 +182,19 @@ public:
         refresh(r);
         return scan_rows(r, require_table(table));
     }
+    /// A page of `table`'s visible rows, in the same order: from
+    /// `scan.from` (after it when `scan.exclusive`), at most `scan.limit`.
+    /// \throws schema_error for an unknown table or a `from` key that does
+    /// not fit the table's key (see `row_scan`).
+    [[nodiscard]] std::vector<row> rows(std::string_view table, const row_scan& scan) const {
+        const auto entered = check_.enter("replica::rows");
+        auto r = store_.read();
+        refresh(r);
+        const auto& t = require_table(table);
+        std::string begin = t.row_prefix;
+        if (scan.from) begin += encode_row(t, *scan.from).first;
+        return scan_rows(r, t, begin, scan.exclusive && scan.from, scan.limit);
+    }
 
     // ---------------------------------------------------------------- merge
 
@@ -1105,14 +1118,23 @@ private:
     }
     template <class R>
     std::vector<row> scan_rows(R& r, const table_state& t) const {
+        return scan_rows(r, t, t.row_prefix, false, static_cast<std::size_t>(-1));
+    }
+    /// Visible rows from store key `begin` (skipping `begin` itself when
+    /// `skip_begin`), at most `limit`.
+    template <class R>
+    std::vector<row> scan_rows(R& r, const table_state& t, const std::string& begin, bool skip_begin,
+                               std::size_t limit) const {
         std::vector<row> out;
+        if (limit == 0) return out;
         row_image img;
         img.table = &t;
-        r.scan(t.row_prefix, key_codec::tuple_range_end(t.row_prefix), [&](std::string_view k, std::string_view v) {
+        r.scan(begin, key_codec::tuple_range_end(t.row_prefix), [&](std::string_view k, std::string_view v) {
+            if (skip_begin && k == begin) return true;
             detail::layout::read_row_record(v, img.rec);
             const auto s = state_of(t, img);
             if (s.visible) out.push_back(to_row(t, s, k.substr(t.row_prefix.size())));
-            return true;
+            return out.size() < limit;
         });
         return out;
     }

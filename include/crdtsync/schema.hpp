@@ -68,6 +68,27 @@ struct column_def {
 /// A row for the dynamic API: column name -> value.
 using row = std::map<std::string, value, std::less<>>;
 
+/// Which rows `replica::rows(table, scan)` reads: a page of a table in
+/// primary-key order (collation-folded, the order `rows(table)` gives).
+///
+/// ```
+/// crdtsync::row_scan page{.limit = 100};
+/// for (auto rows = rep.rows("tasks", page); !rows.empty(); rows = rep.rows("tasks", page)) {
+///     // ... use rows ...
+///     page.from = crdtsync::row_key{rows.back().at("id")};  // the key columns, in key order
+///     page.exclusive = true;
+/// }
+/// ```
+struct row_scan {
+    /// The key to start at (key column values in key order); none: the
+    /// table's first row. It need not be a key the table holds.
+    std::optional<std::vector<value>> from;
+    /// Start strictly after `from` (the last key of the previous page).
+    bool exclusive = false;
+    /// At most this many rows.
+    std::size_t limit = static_cast<std::size_t>(-1);
+};
+
 class table_def {
 public:
     table_def() = default;

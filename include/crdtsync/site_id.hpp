@@ -8,6 +8,7 @@
 #include <compare>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <random>
 #include <string>
 #include <string_view>
@@ -86,6 +87,12 @@ public:
         std::string out;
         detail::base64_encode_to(out, bytes_.data(), size, detail::b64_url, false);
         return out;
+    }
+
+    /// Writes `to_text()` (include <ostream> where it is used).
+    template <class Traits>
+    friend std::basic_ostream<char, Traits>& operator<<(std::basic_ostream<char, Traits>& os, const site_id& s) {
+        return os << s.to_text();
     }
 
     [[nodiscard]] constexpr const bytes_type& bytes() const noexcept { return bytes_; }

@@ -174,6 +174,19 @@ public:
         if (!r) return std::nullopt;
         return from_row(*r);
     }
+    /// The committed row whose one key column is `k` (`tasks.get(1)`).
+    template <class K>
+        requires(!std::same_as<std::decay_t<K>, row_key> && std::constructible_from<value, const K&>)
+    [[nodiscard]] std::optional<T> get(const K& k) const {
+        return get(row_key{value{k}});
+    }
+    /// A page of committed rows in key order (see `row_scan`); for the next
+    /// page, `{.from = key_of(last), .exclusive = true, .limit = n}`.
+    [[nodiscard]] std::vector<T> scan(const row_scan& s) const {
+        std::vector<T> out;
+        for (const auto& r : replica_->rows(name_, s)) out.push_back(from_row(r));
+        return out;
+    }
     /// Every committed row in key order.
     [[nodiscard]] std::vector<T> all() const {
         std::vector<T> out;

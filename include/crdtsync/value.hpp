@@ -18,6 +18,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -186,6 +187,12 @@ public:
         case value_kind::json: return "json";
         }
         return "?";
+    }
+
+    /// Writes `to_string()` (include <ostream> where it is used).
+    template <class Traits>
+    friend std::basic_ostream<char, Traits>& operator<<(std::basic_ostream<char, Traits>& os, const value& v) {
+        return os << v.to_string();
     }
 
     /// A short human-readable rendering, for messages and examples.
