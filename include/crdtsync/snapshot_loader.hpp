@@ -315,6 +315,16 @@ private:
         const auto name = name_of(c.schema, c.table);
         if (!state_->in_table || !tables_started_ || state_->table != name)
             fail("entries of table " + name + " came outside its table-start and table-end");
+        // Each (key, column) comes once in a stream: a chunk holding the last
+        // entry loaded repeats the chunk before it (a duplicated message).
+        // (An older chunk replayed is caught by table-end's count.)
+        if (!state_->last_column.empty()) {
+            for (const auto& e : c.entries) {
+                if (e.column == state_->last_column && key_codec::encode(e.pk) == state_->last_pk)
+                    fail("a column-versions chunk of table " + name + " repeats entries already loaded (column \"" +
+                         e.column + "\" of the last key loaded): the chunk came twice");
+            }
+        }
         change_set cs;
         cs.origin = header_->origin;
         cs.changes.reserve(c.entries.size());
