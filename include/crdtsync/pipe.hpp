@@ -142,14 +142,14 @@ private:
         std::deque<event> events;
     };
 
-    void post(std::size_t lane, std::function<void(pipe&)> fn) { lanes_[lane].events.push_back({++seq_, std::move(fn)}); }
+    void post(std::size_t which, std::function<void(pipe&)> fn) { lanes_[which].events.push_back({++seq_, std::move(fn)}); }
     bool deliver(std::size_t i) {
         auto ev = std::move(lanes_[i].events.front());
         lanes_[i].events.pop_front();
         if (auto end = lanes_[i].end; !end->reported_) ev.fn(*end);
         return true;
     }
-    void drop(std::size_t lane) { lanes_[lane].events.clear(); }
+    void drop(std::size_t which) { lanes_[which].events.clear(); }
 
     std::vector<lane> lanes_;
     std::uint64_t seq_ = 0;

@@ -375,10 +375,10 @@ public:
             row_image img;
             for (const auto& [k, created] : doomed) {
                 (void)w.erase(k);
-                const std::string_view row_key = std::string_view(k).substr(9);
-                const auto* t = row_key.size() >= 5 ? table_by_id(detail::load_be<std::uint32_t>(row_key, 1)) : nullptr;
+                const std::string_view stored_key = std::string_view(k).substr(9);
+                const auto* t = stored_key.size() >= 5 ? table_by_id(detail::load_be<std::uint32_t>(stored_key, 1)) : nullptr;
                 if (!t) continue;
-                load_row(w, *t, row_key.substr(5), img);
+                load_row(w, *t, stored_key.substr(5), img);
                 auto& tomb = img.rec.tomb;
                 if (!tomb || tomb->created_ms != created) continue;
                 gc_seq_ = std::max(gc_seq_, tomb->seq);
@@ -601,7 +601,11 @@ private:
         static constexpr char digits[] = "0123456789abcdef";
         std::string out;
         out.reserve(s.size() * 2);
-        for (unsigned char c : s) { out += digits[c >> 4]; out += digits[c & 15]; }
+        for (const char ch : s) {
+            const auto c = static_cast<unsigned char>(ch);
+            out += digits[c >> 4];
+            out += digits[c & 15];
+        }
         return out;
     }
 

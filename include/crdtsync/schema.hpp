@@ -434,7 +434,7 @@ private:
                     lx.ws();
                     if (lx.pos < lx.s.size() && lx.s[lx.pos] == '\'') {
                         ++lx.pos;
-                        while (lx.pos < lx.s.size() && !(lx.s[lx.pos] == '\'' && (lx.pos + 1 >= lx.s.size() || lx.s[lx.pos + 1] != '\''))) lx.pos += lx.s[lx.pos] == '\'' ? 2 : 1;
+                        while (lx.pos < lx.s.size() && !(lx.s[lx.pos] == '\'' && (lx.pos + 1 >= lx.s.size() || lx.s[lx.pos + 1] != '\''))) lx.pos += lx.s[lx.pos] == '\'' ? std::size_t{2} : std::size_t{1};
                         ++lx.pos;
                     } else {
                         (void)lx.accept('-');

@@ -212,7 +212,11 @@ public:
         case value_kind::blob: {
             static constexpr char hex[] = "0123456789abcdef";
             std::string s = "x'";
-            for (unsigned char c : std::get<blob>(v_).bytes) { s += hex[c >> 4]; s += hex[c & 15]; }
+            for (const auto b : std::get<blob>(v_).bytes) {
+                const auto c = static_cast<unsigned char>(b);
+                s += hex[c >> 4];
+                s += hex[c & 15];
+            }
             return s + "'";
         }
         case value_kind::json: return std::get<json_text>(v_).text;

@@ -365,19 +365,19 @@ private:
 
     // A write ran out of map space: plan the growth and describe it.
     [[nodiscard]] std::string map_full(std::string_view during) {
-        std::string message = "LMDB map of '" + options_.path + "' is full at " + detail::lmdb_size_text(map_size_) +
+        std::string text = "LMDB map of '" + options_.path + "' is full at " + detail::lmdb_size_text(map_size_) +
                               " during " + std::string(during) +
                               "; the transaction was aborted and nothing of it was written. ";
         if (map_size_ >= options_.max_map_size) {
             grow_to_ = 0;
-            return message + "The map is at its maximum size, lmdb_options::max_map_size = " +
+            return text + "The map is at its maximum size, lmdb_options::max_map_size = " +
                    detail::lmdb_size_text(options_.max_map_size) + ", and cannot grow: raise max_map_size";
         }
         const std::size_t doubled = map_size_ > options_.max_map_size / 2 ? options_.max_map_size : map_size_ * 2;
         grow_to_ = std::max(grow_to_, doubled);
-        message += "The map grows to " + detail::lmdb_size_text(grow_to_) + " before the next write transaction";
-        if (open_readers_ != 0) message += " once this store's open read transactions have ended";
-        return message + ": retry the transaction";
+        text += "The map grows to " + detail::lmdb_size_text(grow_to_) + " before the next write transaction";
+        if (open_readers_ != 0) text += " once this store's open read transactions have ended";
+        return text + ": retry the transaction";
     }
 
     // Grows the map if a write asked for it and nothing maps it now.

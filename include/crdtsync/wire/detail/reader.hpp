@@ -753,10 +753,10 @@ private:
         for (; i + 8 <= n; i += 8) {
             std::uint64_t v;
             std::memcpy(&v, s_.data() + i, 8);
-            const std::uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
-            // A byte is flagged when it is zero in `quote` or `backslash`, below
+            const std::uint64_t at_quote = v ^ (ones * '"'), at_backslash = v ^ (ones * '\\');
+            // A byte is flagged when it is zero in `at_quote` or `at_backslash`, below
             // 0x20, or has its high bit set.
-            const std::uint64_t stops = (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+            const std::uint64_t stops = (((at_quote - ones) & ~at_quote) | ((at_backslash - ones) & ~at_backslash) |
                                          ((v - ones * 0x20) & ~v) | v) &
                                         highs;
             // Borrows can flag bytes after a stop, never before the first
