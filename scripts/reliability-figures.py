@@ -7,9 +7,10 @@ Reads each build dir's meson-logs/testlog.json for the figures the suites
 print as doctest MESSAGEs (the crash trials always; the fault-point and
 storage-fault counts when CRDTSYNC_RELIABILITY_FIGURES is set, as .ci/run
 does), and the fuzz log (tests/fuzz/run.sh's "fuzz <target>: ok N
-executions" lines). Prints one line per figure, summed over the build dirs,
-each with the builds it came from. Exits 0 even when a figure is missing
-(it says so): the test results decide whether a run passed, not this.
+executions" lines). Prints one line per figure, summed over the build dirs
+(named once, in the first line); a storage figure no suite printed says
+"not reported", the others print 0. Exits 0 even then: the test results
+decide whether a run passed, not this.
 """
 import json
 import os

@@ -184,8 +184,9 @@ public:
     }
     /// A page of `table`'s visible rows, in the same order: from
     /// `scan.from` (after it when `scan.exclusive`), at most `scan.limit`.
-    /// \throws schema_error for an unknown table or a `from` key that does
-    /// not fit the table's key (see `row_scan`).
+    /// \throws schema_error for an unknown table; parse_error
+    /// (`errc::invalid_key`) for a `from` key that does not fit the table's
+    /// key (see `row_scan`).
     [[nodiscard]] std::vector<row> rows(std::string_view table, const row_scan& scan) const {
         const auto entered = check_.enter("replica::rows");
         auto r = store_.read();
@@ -1649,7 +1650,7 @@ private:
     }
 
     Store& store_;
-    detail::thread_check check_;  // one thread at a time (debug builds)
+    detail::thread_check check_;  // one thread at a time (builds without NDEBUG)
     replica_options opts_;
     // Mirrors of the store's state, `mutable`: a read may find that another
     // process committed and re-read them (`refresh`).

@@ -3,9 +3,9 @@
 /// `crdtsync::replica_worker`: one thread that owns a replica, and a queue
 /// that any thread hands work to.
 ///
-/// A replica and its store are used by one thread at a time (debug builds
-/// stop the process when two threads are inside one replica at once; see
-/// docs/reliability.md, "Threading"). A multi-threaded application gives the
+/// A replica and its store are used by one thread at a time (builds without
+/// `NDEBUG` stop the process when two threads are inside one replica at
+/// once; see docs/reliability.md, "Threading"). A multi-threaded application gives the
 /// replica to a worker and reaches it only through `post` and `run`:
 ///
 /// \code
@@ -14,7 +14,9 @@
 /// crdtsync::replica_worker worker(rep);  // from here on, only the worker touches rep
 ///
 /// // on any thread:
-/// worker.run([](auto& r) { r.write([](auto& tx) { tx.upsert("tasks", {1, "buy milk"}); }); });
+/// worker.run([](auto& r) {
+///     r.write([](auto& tx) { tx.insert("tasks", crdtsync::row{{"id", crdtsync::value{1}}, {"title", crdtsync::value{"buy milk"}}}); });
+/// });
 /// std::future<std::size_t> n = worker.post([](auto& r) { return r.rows("tasks").size(); });
 /// \endcode
 ///
@@ -23,6 +25,12 @@
 /// too. An exception thrown by a piece of work reaches the caller through its
 /// future (or out of `run`); the worker goes on with the next piece. The
 /// destructor runs what is queued, then joins the thread.
+///
+/// On the worker's own thread (inside a piece of work or a listener), use
+/// `run`, which runs at once: waiting there on a future from `post` waits
+/// for itself forever. The worker must not be destroyed from its own thread
+/// (a piece of work holding the last owner of it): joining itself ends the
+/// process.
 
 #include <condition_variable>
 #include <deque>

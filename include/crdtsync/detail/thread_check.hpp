@@ -4,7 +4,9 @@
 /// Internal.
 ///
 /// A replica and its store are used by one thread at a time (docs/reliability.md,
-/// "Threading"). Every public entry of `replica` opens a `thread_check::scope`;
+/// "Threading"). The public calls of `replica` that open a store transaction
+/// (and `snapshot_writer::next`, `snapshot_loader`, `check`) open a
+/// `thread_check::scope`;
 /// when `CRDTSYNC_THREAD_CHECKS` is 1 (the default unless `NDEBUG` is defined)
 /// a second thread entering while the first is inside stops the process with a
 /// message naming both calls and the rule, instead of corrupting the store
@@ -12,7 +14,10 @@
 ///
 /// The members are there in every build, so that translation units compiled
 /// with and without `NDEBUG` agree on `replica`'s layout; with the checks off
-/// `enter` does nothing.
+/// `enter` does nothing. A program mixing the two settings still gets one
+/// definition of each function from the linker, so the check is then on in
+/// some calls and off in others (harmless, but unspecified): pick one
+/// setting per program.
 
 #include <atomic>
 #include <cstdio>
