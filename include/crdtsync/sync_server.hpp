@@ -44,6 +44,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -96,6 +97,13 @@ public:
         /// Checks a handshake's credentials: an error message refuses it
         /// (`AUTH_FAILED`). Unset: everyone is admitted.
         std::function<std::optional<std::string>(const msg::handshake&)> authenticate;
+        /// Asked after a session's `apply_changes` committed, with the
+        /// replica's position after it (`last`): true holds the
+        /// `apply_result` until the host calls `release(database, up_to)`
+        /// with `up_to >= last` (a cluster node answers only once what it
+        /// accepted is also acknowledged elsewhere). Held results leave in
+        /// the order they were held. Unset: every result is sent at once.
+        std::function<bool(std::string_view database, std::uint64_t last)> hold_result;
     };
 
     /// One session, as /status shows it.
@@ -217,6 +225,32 @@ public:
     [[nodiscard]] const sync_server_stats& stats() const noexcept { return stats_; }
     [[nodiscard]] const session_options& options() const noexcept { return opts_; }
 
+    /// Sends the `apply_result`s of database `database` that `hold_result`
+    /// held for positions up to `up_to` (all of them with the largest
+    /// `std::uint64_t`). Results of sessions that closed meanwhile are gone.
+    void release(std::string_view database, std::uint64_t up_to) {
+        auto it = databases_.find(database);
+        if (it == databases_.end()) return;
+        const auto members = it->second.members;
+        for (auto id : members) {
+            auto* s = find(id);
+            while (s && !s->held.empty() && s->held.front().first <= up_to) {
+                auto text = std::move(s->held.front().second);
+                s->held.pop_front();
+                s->queued += text.size();
+                stats_.bytes_out += text.size();
+                s->io.send(std::move(text));
+                s = find(id); // a send may end the session
+            }
+        }
+    }
+    /// How many `apply_result`s are held (see `hooks::hold_result`).
+    [[nodiscard]] std::size_t held_results() const noexcept {
+        std::size_t n = 0;
+        for (const auto& [id, s] : sessions_) n += s->held.size();
+        return n;
+    }
+
     /// Every open session.
     [[nodiscard]] std::vector<session_info> sessions() const {
         std::vector<session_info> out;
@@ -240,6 +274,7 @@ private:
         std::uint64_t cursor = 0; // the server's position sent up to
         std::size_t queued = 0;   // bytes handed to io.send, not yet written
         std::optional<snapshot_writer<Replica>> snap;
+        std::deque<std::pair<std::uint64_t, std::string>> held; // apply_results awaiting `release`
         bool heard = false;
         time_point last_heard{};
         bool closing = false;
@@ -424,7 +459,11 @@ private:
         stats_.skipped += reply.result.skipped;
         stats_.conflicts += reply.result.conflicts;
         stats_.rejected += reply.result.rejected.size();
-        send(s, reply);
+        // A result waits behind the ones held before it, so they stay in order.
+        if (!s.held.empty() || (hooks_.hold_result && hooks_.hold_result(s.database_id, last)))
+            s.held.emplace_back(last, wire::encode(message{reply}));
+        else
+            send(s, reply);
         forward(db, s, a.changes, reply.result, first, last);
         changed(db);
     }

@@ -16,6 +16,8 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
+#include <limits>
 #include <optional>
 #include <random>
 #include <set>
@@ -53,9 +55,12 @@ struct world {
     };
     std::deque<client> clients; // stable references
 
-    explicit world(crdtsync::session_options o = {}, replica_options server_opts = options_for(delete_policy::insert_revives, 0x10))
+    explicit world(crdtsync::session_options o = {}, replica_options server_opts = options_for(delete_policy::insert_revives, 0x10),
+                   std::function<bool(std::string_view, std::uint64_t)> hold = {})
         : hub(open_node<Env>(env, server_opts, fake_clock{&t.now})),
-          server({.open_database = [this](std::string_view id) { return id == "app" ? hub.rep.get() : nullptr; }}, o) {}
+          server({.open_database = [this](std::string_view id) { return id == "app" ? hub.rep.get() : nullptr; },
+                  .hold_result = std::move(hold)},
+                 o) {}
 
     client& add_client(std::uint8_t site, bool with_schema = true, crdtsync::sync_client_config cfg = {.database_id = "app"},
                        std::int64_t skew_ms = 0) {
@@ -250,6 +255,61 @@ TEST_CASE_TEMPLATE("a change set the server rejects keeps the sent position befo
     CHECK(w.hub->get("notes", {value{"future"}}));
     CHECK(b.n->get("notes", {value{"future"}}));
     CHECK(a.n->peer(w.hub->site_id()).sent_up_to == a.n->position());
+}
+
+TEST_CASE_TEMPLATE("a held apply_result leaves only when released, in order; pushes to others do not wait", Env, CRDTSYNC_TEST_STORES) {
+    // What a cluster node does: answer a client only once what it accepted
+    // is acknowledged elsewhere (here: once the test says so).
+    std::uint64_t published = 0;
+    std::vector<std::uint64_t> asked;
+    world<Env> w({}, options_for(delete_policy::insert_revives, 0x10), [&](std::string_view db, std::uint64_t last) {
+        CHECK(db == "app");
+        asked.push_back(last);
+        return last > published;
+    });
+    auto& a = w.add_client(0x61);
+    auto& b = w.add_client(0x62, false);
+    w.connect_all();
+    w.run();
+    REQUIRE(!asked.empty()); // a's schema was held
+    CHECK(w.server.held_results() == 1);
+    CHECK_FALSE(a.c->synced());
+    CHECK(a.n->peer(w.hub->site_id()).sent_up_to == 0); // not confirmed: not recorded as sent
+    CHECK(b.n->dump() == w.hub->dump());               // b got the schema without waiting
+    published = w.hub->position();
+    w.server.release("app", published);
+    w.run();
+    CHECK(w.server.held_results() == 0);
+    CHECK(a.c->synced());
+    CHECK(a.n->peer(w.hub->site_id()).sent_up_to == a.n->position());
+
+    // Two batches held; releasing the first lets only the first go.
+    put_note(*a.n, "one", "1");
+    w.run();
+    const auto after_one = w.hub->position();
+    put_note(*a.n, "two", "2");
+    w.run();
+    CHECK(w.server.held_results() == 2);
+    REQUIRE(b.n->get("notes", {value{"two"}}));
+    w.server.release("app", after_one);
+    w.run();
+    CHECK(w.server.held_results() == 1);
+    CHECK_FALSE(a.c->synced());
+    w.server.release("app", std::numeric_limits<std::uint64_t>::max());
+    w.run();
+    CHECK(w.server.held_results() == 0);
+    CHECK(a.c->synced());
+    // A duplicate adds nothing to the log: the hook says not to hold it.
+    asked.clear();
+    published = w.hub->position();
+    a.end->close(close_code::normal, "bye");
+    w.run();
+    a.n->set_peer_sent(w.hub->site_id(), 0); // a forgets it sent anything: everything goes again
+    w.connect(a);
+    w.run();
+    CHECK(w.server.held_results() == 0);
+    CHECK(a.c->synced());
+    for (auto last : asked) CHECK(last <= published);
 }
 
 TEST_CASE_TEMPLATE("the server refuses bad handshakes with Quereus's codes and keeps serving the others", Env, CRDTSYNC_TEST_STORES) {
