@@ -31,9 +31,9 @@ int main() {
 
     auto report = [](const crdtsync::conflict& c) {
         std::cout << "conflict on " << c.table << "." << c.column << ": kept "
-                  << (c.winner == crdtsync::conflict_winner::local ? c.local_value : c.remote_value).to_string()
+                  << (c.winner == crdtsync::conflict_winner::local ? c.local_value : c.remote_value).to_text()
                   << ", dropped "
-                  << (c.winner == crdtsync::conflict_winner::local ? c.remote_value : c.local_value).to_string() << "\n";
+                  << (c.winner == crdtsync::conflict_winner::local ? c.remote_value : c.local_value).to_text() << "\n";
     };
     alice.on_conflict(report);
     bob.on_conflict(report);

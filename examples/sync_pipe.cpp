@@ -71,7 +71,7 @@ int main() {
     devices[1]->write([](auto& tx) { (void)tx.update("notes", {2}, {{"body", "edited offline"}}); });
     links[1]->sever();
     loop.run();
-    std::cout << "phone after losing its link: " << crdtsync::to_string(clients[1]->state()) << "\n";
+    std::cout << "phone after losing its link: " << crdtsync::to_text(clients[1]->state()) << "\n";
     connect(1);
     loop.run();
 

@@ -74,6 +74,6 @@ int main() {
 
     server.stop(); // closes every connection with 1001 (going away)
     run_until([&] { return alice_sync.state() == crdtsync::sync_state::disconnected; });
-    std::cout << "after the server stopped, alice is " << crdtsync::to_string(alice_sync.state()) << "\n";
+    std::cout << "after the server stopped, alice is " << crdtsync::to_text(alice_sync.state()) << "\n";
     return row.at("done").as_bool() && row.at("title").as_text() == "write the final report" ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -56,7 +56,7 @@ enum class migration_kind : std::uint8_t {
     create_table, drop_table, rename_table, add_column, drop_column, alter_column, add_index, drop_index
 };
 
-[[nodiscard]] constexpr std::string_view to_string(migration_kind k) noexcept {
+[[nodiscard]] constexpr std::string_view to_text(migration_kind k) noexcept {
     switch (k) {
     case migration_kind::create_table: return "create_table";
     case migration_kind::drop_table: return "drop_table";
@@ -69,6 +69,8 @@ enum class migration_kind : std::uint8_t {
     }
     return "?";
 }
+/// The old name of `to_text(migration_kind)`.
+[[deprecated("use to_text")]] [[nodiscard]] constexpr std::string_view to_string(migration_kind v) noexcept { return to_text(v); }
 
 /// A schema change that travels with the data.
 struct schema_migration {

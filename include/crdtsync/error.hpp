@@ -42,7 +42,7 @@ enum class errc : int {
 };
 
 /// Short, stable name of a code (`"clock_drift"`), for logs and wire errors.
-[[nodiscard]] constexpr std::string_view to_string(errc c) noexcept {
+[[nodiscard]] constexpr std::string_view to_text(errc c) noexcept {
     switch (c) {
     case errc::invalid_argument: return "invalid_argument";
     case errc::invalid_site_id: return "invalid_site_id";
@@ -69,6 +69,8 @@ enum class errc : int {
     }
     return "unknown";
 }
+/// The old name of `to_text(errc)`.
+[[deprecated("use to_text")]] [[nodiscard]] constexpr std::string_view to_string(errc v) noexcept { return to_text(v); }
 
 /// Base of every crdtsync exception. `what()` is `"crdtsync: <code>: <message>"`.
 class error : public std::runtime_error {
@@ -85,7 +87,7 @@ private:
     // -Wrestrict (GCC bug 105329).
     static std::string compose(errc code, const std::string& message) {
         std::string out = "crdtsync: ";
-        out.append(to_string(code));
+        out.append(to_text(code));
         out.append(": ");
         out.append(message);
         return out;

@@ -92,10 +92,10 @@ public:
         open();
         if (opts_.deletes && *opts_.deletes != policy_)
             detail::raise(errc::invalid_argument,
-                          "this store was created with delete policy " + std::string(to_string(policy_)) +
-                              " and the options ask for " + std::string(to_string(*opts_.deletes)) +
+                          "this store was created with delete policy " + std::string(to_text(policy_)) +
+                              " and the options ask for " + std::string(to_text(*opts_.deletes)) +
                               "; replicas that sync together must keep one policy: leave replica_options::deletes unset "
-                              "(or set it to " + std::string(to_string(policy_)) + ")");
+                              "(or set it to " + std::string(to_text(policy_)) + ")");
         opts_.deletes = policy_;
     }
 
@@ -461,7 +461,7 @@ public:
         r.scan(b, e, [&](std::string_view k, std::string_view v) {
             const auto h = hlc::from_bytes(k.substr(1));
             const auto m = decode_migration(v, &h);
-            out += "migration " + m.version.to_text() + " " + std::string(to_string(m.type)) + " " + m.schema + "." + m.table + " " + m.ddl + "\n";
+            out += "migration " + m.version.to_text() + " " + std::string(to_text(m.type)) + " " + m.schema + "." + m.table + " " + m.ddl + "\n";
             return true;
         });
         return out;
@@ -1347,7 +1347,7 @@ private:
             }
             return;
         }
-        detail::raise(errc::schema, std::string("schema migration \"") + std::string(to_string(m.type)) +
+        detail::raise(errc::schema, std::string("schema migration \"") + std::string(to_text(m.type)) +
                                         "\" is not supported by this version of crdtsync");
     }
 
@@ -1380,7 +1380,7 @@ private:
         } catch (const error& e) {
             rejection rj;
             rj.reason = e.message();
-            rj.code = std::string(to_string(e.code()));
+            rj.code = std::string(to_text(e.code()));
             rj.transaction_id = cs.transaction_id;
             if (e.code() == errc::unknown_table || e.code() == errc::unknown_column) {
                 rj.table = failing_table_;

@@ -28,7 +28,7 @@ enum class delete_policy : std::uint8_t {
     lww,
 };
 
-[[nodiscard]] constexpr std::string_view to_string(delete_policy p) noexcept {
+[[nodiscard]] constexpr std::string_view to_text(delete_policy p) noexcept {
     switch (p) {
     case delete_policy::insert_revives: return "insert_revives";
     case delete_policy::delete_wins: return "delete_wins";
@@ -36,6 +36,8 @@ enum class delete_policy : std::uint8_t {
     }
     return "?";
 }
+/// The old name of `to_text(delete_policy)`.
+[[deprecated("use to_text")]] [[nodiscard]] constexpr std::string_view to_string(delete_policy v) noexcept { return to_text(v); }
 
 struct replica_options {
     /// How deletes meet writes. Every replica that syncs together must use the

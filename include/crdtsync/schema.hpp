@@ -36,7 +36,7 @@ enum class column_type : std::uint8_t { any, integer, real, text, blob, boolean,
 /// SQLite: 'Ü' and 'ü' are one key); RTRIM ignores trailing spaces.
 enum class collation : std::uint8_t { binary, nocase, rtrim };
 
-[[nodiscard]] constexpr std::string_view to_string(column_type t) noexcept {
+[[nodiscard]] constexpr std::string_view to_text(column_type t) noexcept {
     switch (t) {
     case column_type::any: return "ANY";
     case column_type::integer: return "INTEGER";
@@ -48,7 +48,9 @@ enum class collation : std::uint8_t { binary, nocase, rtrim };
     }
     return "ANY";
 }
-[[nodiscard]] constexpr std::string_view to_string(collation c) noexcept {
+/// The old name of `to_text(column_type)`.
+[[deprecated("use to_text")]] [[nodiscard]] constexpr std::string_view to_string(column_type v) noexcept { return to_text(v); }
+[[nodiscard]] constexpr std::string_view to_text(collation c) noexcept {
     switch (c) {
     case collation::binary: return "BINARY";
     case collation::nocase: return "NOCASE";
@@ -56,6 +58,8 @@ enum class collation : std::uint8_t { binary, nocase, rtrim };
     }
     return "BINARY";
 }
+/// The old name of `to_text(collation)`.
+[[deprecated("use to_text")]] [[nodiscard]] constexpr std::string_view to_string(collation v) noexcept { return to_text(v); }
 
 struct column_def {
     std::string name;
@@ -229,8 +233,8 @@ public:
         return out + ") USING store";
     }
     [[nodiscard]] static std::string column_ddl(const column_def& c) {
-        std::string out = quote(c.name) + " " + std::string(to_string(c.type)) + (c.nullable ? " NULL" : " NOT NULL");
-        if (c.coll != collation::binary) out += " COLLATE " + std::string(to_string(c.coll));
+        std::string out = quote(c.name) + " " + std::string(to_text(c.type)) + (c.nullable ? " NULL" : " NOT NULL");
+        if (c.coll != collation::binary) out += " COLLATE " + std::string(to_text(c.coll));
         return out;
     }
 

@@ -262,7 +262,7 @@ private:
         cs.version = c.migration.version;
         cs.migrations.push_back(c.migration);
         merge(std::span<const change_set>(&cs, 1), *state_,
-              "schema migration " + std::string(to_string(c.migration.type)) + " of " + name_of(c.migration.schema, c.migration.table));
+              "schema migration " + std::string(to_text(c.migration.type)) + " of " + name_of(c.migration.schema, c.migration.table));
         ++migrations_; // counted once loaded: a refused chunk changes nothing
         last_migration_ = c.migration.version;
     }

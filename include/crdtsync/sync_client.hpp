@@ -63,7 +63,7 @@ enum class sync_state : std::uint8_t {
     failed,       ///< the server refused the session (fatal error): do not reconnect as is
 };
 
-[[nodiscard]] constexpr std::string_view to_string(sync_state s) noexcept {
+[[nodiscard]] constexpr std::string_view to_text(sync_state s) noexcept {
     switch (s) {
     case sync_state::disconnected: return "disconnected";
     case sync_state::handshaking: return "handshaking";
@@ -74,6 +74,8 @@ enum class sync_state : std::uint8_t {
     }
     return "?";
 }
+/// The old name of `to_text(sync_state)`.
+[[deprecated("use to_text")]] [[nodiscard]] constexpr std::string_view to_string(sync_state v) noexcept { return to_text(v); }
 
 /// Counters of a `sync_client` since it was made.
 struct sync_client_stats {

@@ -189,14 +189,14 @@ public:
         return "?";
     }
 
-    /// Writes `to_string()` (include <ostream> where it is used).
+    /// Writes `to_text()` (include <ostream> where it is used).
     template <class Traits>
     friend std::basic_ostream<char, Traits>& operator<<(std::basic_ostream<char, Traits>& os, const value& v) {
-        return os << v.to_string();
+        return os << v.to_text();
     }
 
     /// A short human-readable rendering, for messages and examples.
-    [[nodiscard]] std::string to_string() const {
+    [[nodiscard]] std::string to_text() const {
         switch (kind()) {
         case value_kind::null: return "NULL";
         case value_kind::boolean: return std::get<bool>(v_) ? "true" : "false";
@@ -223,6 +223,9 @@ public:
         }
         return "?";
     }
+    /// The old name of `to_text()`: crdtsync names every text conversion
+    /// `to_text` (hlc and site_id pair it with `from_text`).
+    [[deprecated("use to_text")]] [[nodiscard]] std::string to_string() const { return to_text(); }
 
 private:
     // Members are initialised, never assigned after default construction:

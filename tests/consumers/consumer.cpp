@@ -26,6 +26,6 @@ int main(int argc, char** argv) {
     });
     const auto rows = rep.rows("notes");
     std::cout << "crdtsync " << CRDTSYNC_VERSION_MAJOR << '.' << CRDTSYNC_VERSION_MINOR << ": " << rows.size()
-              << " row, body " << rows.at(0).at("body").to_string() << "\n";
+              << " row, body " << rows.at(0).at("body").to_text() << "\n";
     return 0;
 }

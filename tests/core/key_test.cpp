@@ -26,10 +26,10 @@ using crdtsync::parse_error;
 using crdtsync::value;
 using crdtsync::value_kind;
 
-// Failed checks show values rendered by value::to_string().
+// Failed checks show values rendered by value::to_text().
 template <>
 struct doctest::StringMaker<value> {
-    static doctest::String convert(const value& v) { return v.to_string().c_str(); }
+    static doctest::String convert(const value& v) { return v.to_text().c_str(); }
 };
 
 namespace {
@@ -58,7 +58,7 @@ std::string hex(std::string_view s) {
 
 std::string show(const tuple& t) {
     std::string s = "(";
-    for (std::size_t i = 0; i < t.size(); ++i) s += (i ? ", " : "") + t[i].to_string();
+    for (std::size_t i = 0; i < t.size(); ++i) s += (i ? ", " : "") + t[i].to_text();
     return s + ")";
 }
 
@@ -325,7 +325,7 @@ TEST_CASE("key_codec: extreme values round trip") {
     extremes.push_back(value{big_integer::parse(std::string(big_integer::max_digits, '9'))});
     extremes.push_back(value{big_integer::parse("-" + std::string(big_integer::max_digits, '9'))});
     for (const auto& v : extremes) {
-        CAPTURE(v.to_string().substr(0, 60));
+        CAPTURE(v.to_text().substr(0, 60));
         const auto dec = key_codec::decode(key_codec::encode({v}));
         REQUIRE(dec.size() == 1);
         CHECK(dec[0].kind() == v.kind());
@@ -335,8 +335,8 @@ TEST_CASE("key_codec: extreme values round trip") {
     // random values; these are the corners).
     for (const auto& a : extremes)
         for (const auto& b : extremes) {
-            CAPTURE(a.to_string().substr(0, 60));
-            CAPTURE(b.to_string().substr(0, 60));
+            CAPTURE(a.to_text().substr(0, 60));
+            CAPTURE(b.to_text().substr(0, 60));
             CHECK(compare_bytes(key_codec::encode({a}), key_codec::encode({b})) == sign(a <=> b));
         }
 }
@@ -395,7 +395,7 @@ TEST_CASE("key_codec: tuple_range_end bounds exactly the extensions of a tuple")
                               value{"\xff\xff"}, value{blob{"\xff"}}, value{json_text{"\xff"}},
                               value{big_integer::parse("-" + std::string(30, '9'))},
                               value{big_integer::parse(std::string(30, '9'))}}) {
-            CAPTURE(x.to_string());
+            CAPTURE(x.to_text());
             CHECK(inside(key_codec::encode({value{"a"}, x})));
             CHECK(inside(key_codec::encode({value{"a"}, x, value{"more"}})));
             CHECK_FALSE(inside(key_codec::encode({value{std::string("a\0", 2)}, x})));

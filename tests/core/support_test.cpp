@@ -36,27 +36,27 @@ TEST_CASE("error: every code has a distinct stable name") {
     std::set<std::string_view> names;
     for (int c = 1; c <= 22; ++c) {
         CAPTURE(c);
-        const auto name = crdtsync::to_string(static_cast<errc>(c));
+        const auto name = crdtsync::to_text(static_cast<errc>(c));
         CHECK(name != "unknown");
         CHECK(names.insert(name).second);
     }
     // The names are part of the wire and log format: spot-check a few.
-    CHECK(crdtsync::to_string(errc::invalid_argument) == "invalid_argument");
-    CHECK(crdtsync::to_string(errc::clock_drift) == "clock_drift");
-    CHECK(crdtsync::to_string(errc::invalid_key) == "invalid_key");
-    CHECK(crdtsync::to_string(errc::snapshot_required) == "snapshot_required");
+    CHECK(crdtsync::to_text(errc::invalid_argument) == "invalid_argument");
+    CHECK(crdtsync::to_text(errc::clock_drift) == "clock_drift");
+    CHECK(crdtsync::to_text(errc::invalid_key) == "invalid_key");
+    CHECK(crdtsync::to_text(errc::snapshot_required) == "snapshot_required");
     CHECK(static_cast<int>(errc::invalid_hlc) == 3);
     CHECK(static_cast<int>(errc::snapshot_required) == 18);
     CHECK(static_cast<int>(errc::snapshot) == 19);
-    CHECK(crdtsync::to_string(errc::snapshot) == "snapshot");
+    CHECK(crdtsync::to_text(errc::snapshot) == "snapshot");
     CHECK(static_cast<int>(errc::corrupt) == 20);
-    CHECK(crdtsync::to_string(errc::corrupt) == "corrupt");
+    CHECK(crdtsync::to_text(errc::corrupt) == "corrupt");
     CHECK(static_cast<int>(errc::protocol) == 21);
-    CHECK(crdtsync::to_string(errc::protocol) == "protocol");
+    CHECK(crdtsync::to_text(errc::protocol) == "protocol");
     CHECK(static_cast<int>(errc::network) == 22);
-    CHECK(crdtsync::to_string(errc::network) == "network");
-    CHECK(crdtsync::to_string(static_cast<errc>(0)) == "unknown");
-    CHECK(crdtsync::to_string(static_cast<errc>(999)) == "unknown");
+    CHECK(crdtsync::to_text(errc::network) == "network");
+    CHECK(crdtsync::to_text(static_cast<errc>(0)) == "unknown");
+    CHECK(crdtsync::to_text(static_cast<errc>(999)) == "unknown");
 }
 
 namespace {
@@ -70,7 +70,7 @@ bool raises_as(errc code) {
     } catch (const E& e) {
         CHECK(e.code() == code);
         CHECK(e.message() == "the message");
-        CHECK(std::string(e.what()) == "crdtsync: " + std::string(crdtsync::to_string(code)) + ": the message");
+        CHECK(std::string(e.what()) == "crdtsync: " + std::string(crdtsync::to_text(code)) + ": the message");
         return true;
     } catch (...) {
         return false;
@@ -82,7 +82,7 @@ bool raises_as(errc code) {
 TEST_CASE("error: raise picks the exception type from the code") {
     for (errc c : {errc::invalid_site_id, errc::invalid_hlc, errc::invalid_value, errc::invalid_key, errc::decode,
                    errc::limit_exceeded}) {
-        CAPTURE(crdtsync::to_string(c));
+        CAPTURE(crdtsync::to_text(c));
         CHECK(raises_as<crdtsync::parse_error>(c));
         CHECK_FALSE(raises_as<crdtsync::usage_error>(c));
     }

@@ -200,7 +200,7 @@ std::vector<std::string> as_text(const std::vector<row>& rows) {
     std::vector<std::string> out;
     for (const auto& r : rows) {
         std::string line;
-        for (const auto& [c, v] : r) line += c + "=" + v.to_string() + ";";
+        for (const auto& [c, v] : r) line += c + "=" + v.to_text() + ";";
         out.push_back(std::move(line));
     }
     std::sort(out.begin(), out.end());
@@ -384,7 +384,7 @@ struct world {
             for (std::size_t i = 0; i < 3; ++i) {
                 const auto got = as_text(reps[i]->rows(name));
                 if (got != want)
-                    fail("policy " + std::string(crdtsync::to_string(policy)) + ", table " + name + ", replica " +
+                    fail("policy " + std::string(crdtsync::to_text(policy)) + ", table " + name + ", replica " +
                          std::to_string(i) + " shows\n" + join(got) + "the reference model\n" + join(want) + "dump:\n" +
                          dumps[i]);
             }

@@ -96,15 +96,15 @@ void bad_input_expect(F&& f, errc code, const std::vector<std::string>& words) {
         f();
     } catch (const E& e) {
         threw = true;
-        CHECK_MESSAGE(e.code() == code, "code " << std::string(crdtsync::to_string(e.code())) << ": " << e.what());
+        CHECK_MESSAGE(e.code() == code, "code " << std::string(crdtsync::to_text(e.code())) << ": " << e.what());
         for (const auto& w : words)
             CHECK_MESSAGE(std::string_view(e.what()).find(w) != std::string_view::npos, "\"" << w << "\" is not in: " << e.what());
     } catch (const std::exception& e) {
         threw = true;
-        FAIL_CHECK("expected a crdtsync error with code " << std::string(crdtsync::to_string(code))
+        FAIL_CHECK("expected a crdtsync error with code " << std::string(crdtsync::to_text(code))
                                                           << " of the right type, got: " << e.what());
     }
-    CHECK_MESSAGE(threw, "nothing was thrown, expected code " << std::string(crdtsync::to_string(code)));
+    CHECK_MESSAGE(threw, "nothing was thrown, expected code " << std::string(crdtsync::to_text(code)));
 }
 
 const site_id bad_input_peer = site_of(0x52);

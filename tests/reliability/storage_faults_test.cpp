@@ -274,7 +274,7 @@ std::string battery(const lmdb_options& o, const sim_time& t) {
         (void)again->rows("items");
         return "";
     } catch (const crdtsync::error& e) {
-        return std::string(crdtsync::to_string(e.code())) + ": " + e.message();
+        return std::string(crdtsync::to_text(e.code())) + ": " + e.message();
     }
 }
 
@@ -598,7 +598,7 @@ TEST_CASE("storage faults: a file-size limit (RLIMIT_FSIZE) stops the file growi
                 for (int i = 0; i < 100'000; i += 20) committed += fill(*f.rep, i, 20, 20, 300);
                 report("FAIL: the file grew past its limit");
             } catch (const crdtsync::storage_error& e) {
-                report(std::string("code ") + std::string(crdtsync::to_string(e.code())));
+                report(std::string("code ") + std::string(crdtsync::to_text(e.code())));
                 report(std::string("message ") + e.message());
             }
             report("committed " + std::to_string(committed));

@@ -72,7 +72,7 @@ TEST_CASE_TEMPLATE("merge laws: commutative, associative, idempotent on random c
     for (const auto policy : all_policies) {
         for (int trial = 0; trial < trials; ++trial) {
             const auto seed = static_cast<std::uint64_t>(trial) * 7919 + static_cast<std::uint64_t>(policy);
-            CAPTURE(crdtsync::to_string(policy));
+            CAPTURE(crdtsync::to_text(policy));
             CAPTURE(seed);
             std::mt19937_64 rng{seed};
             change_set_generator gen{rng, epoch_ms};
@@ -257,7 +257,7 @@ TEST_CASE_TEMPLATE("deletes: insert, delete, update, re-insert in all 24 orders"
     SUBCASE("a delete newer than everything hides the row under every policy") {
         const std::vector<change_set> facts{ins, update_at(epoch_ms + 30), insert_at(epoch_ms + 40, 3, "three", 3.0), delete_at(epoch_ms + 50)};
         for (const auto p : all_policies) {
-            CAPTURE(crdtsync::to_string(p));
+            CAPTURE(crdtsync::to_text(p));
             const auto o = every_order(env, p, t, facts, 3);
             CHECK_FALSE(o.row_);
             CHECK(count_lines(o.dump, "cell ") == 0);
@@ -289,7 +289,7 @@ TEST_CASE_TEMPLATE("deletes: a local re-insert of a deleted key", Env, CRDTSYNC_
         CHECK(n->rows("items").size() == 1);
     }
     for (const auto p : {delete_policy::insert_revives, delete_policy::lww}) {
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         auto n = open_with_schema(env, p, 0x62, t);
         REQUIRE(n->apply(cat({ins, del})).transactions == 2);
         n->write([&](auto& tx) { tx.insert("items", again); });
@@ -511,7 +511,7 @@ TEST_CASE_TEMPLATE("events: delivered after commit, once per transaction or chan
     });
     rep.on_conflict([&](const crdtsync::conflict&) {
         const auto r = rep.get("items", key1);
-        seen_by_conflict.push_back(r ? r->at("b").to_string() : "none");
+        seen_by_conflict.push_back(r ? r->at("b").to_text() : "none");
     });
 
     rep.write([](auto& tx) {

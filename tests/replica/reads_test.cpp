@@ -20,7 +20,7 @@ struct reads_task {
 /// "id/name" of each row, in order.
 std::string keys_of(const std::vector<row>& rows) {
     std::string out;
-    for (const auto& r : rows) out += r.at("id").to_string() + "/" + r.at("name").to_string() + " ";
+    for (const auto& r : rows) out += r.at("id").to_text() + "/" + r.at("name").to_text() + " ";
     return out;
 }
 

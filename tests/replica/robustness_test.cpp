@@ -102,7 +102,7 @@ void round_trip(Env& env, sim_time& t, column_type type, const value& v, bool as
     const auto text = crdtsync::wire::encode_change_sets(changes_of(*origin));
     const auto res = peer->apply(crdtsync::wire::decode_change_sets(text));
     CHECK(res.rejected.empty());
-    CHECK_MESSAGE(origin->dump() == peer->dump(), "value " << v.to_string() << " in " << crdtsync::to_string(type)
+    CHECK_MESSAGE(origin->dump() == peer->dump(), "value " << v.to_text() << " in " << crdtsync::to_text(type)
                                                           << (as_key ? " key" : " column") << (refused ? " (refused)" : ""));
     // And the peer's own export gives a third replica the same state again.
     auto third = open_node(env, options_for(delete_policy::insert_revives, 0x33), fake_clock{&t.now});
@@ -115,15 +115,15 @@ TEST_CASE_TEMPLATE("values: what a replica stores is what every peer stores afte
     Env env;
     for (const auto type : all_types)
         for (const auto& v : edge_values()) {
-            CAPTURE(crdtsync::to_string(type));
-            CAPTURE(v.to_string());
+            CAPTURE(crdtsync::to_text(type));
+            CAPTURE(v.to_text());
             round_trip(env, t, type, v, false);
         }
     // As keys: the same rule, in BINARY key columns of each type.
     for (const auto type : all_types)
         for (const auto& v : edge_values()) {
-            CAPTURE(crdtsync::to_string(type));
-            CAPTURE(v.to_string());
+            CAPTURE(crdtsync::to_text(type));
+            CAPTURE(v.to_text());
             round_trip(env, t, type, v, true);
         }
 }

@@ -108,7 +108,7 @@ void pull(A& a, B& b) {
 
 TEST_CASE_TEMPLATE("snapshot: a fresh replica loads it byte-identical, then delta sync continues", Env, CRDTSYNC_TEST_STORES) {
     for (const auto p : all_policies) {
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         sim_time t;
         Env env;
         auto a = populated(env, p, t, 7);
@@ -639,7 +639,7 @@ TEST_CASE_TEMPLATE("snapshot: the sender checks a checkpoint names one of its sn
 
 TEST_CASE_TEMPLATE("snapshot: local writes made during a load survive it", Env, CRDTSYNC_TEST_STORES) {
     for (const auto p : all_policies) {
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         sim_time t;
         Env env;
         auto a = populated(env, p, t, 23, 40);
@@ -707,7 +707,7 @@ std::uint64_t rebootstrap(A& a, B& b) {
 TEST_CASE_TEMPLATE("snapshot: a re-bootstrap removes what the sender dropped and keeps what it never had", Env,
                    CRDTSYNC_TEST_STORES) {
     for (const auto p : all_policies) {
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         sim_time t;
         Env env;
         auto [a, b] = pruning_pair(env, p, t);
@@ -769,7 +769,7 @@ TEST_CASE_TEMPLATE("snapshot: a re-bootstrap keeps what the sender saw only afte
 TEST_CASE_TEMPLATE("snapshot: a re-bootstrap removes the sender's own dropped rows, however b got them", Env,
                    CRDTSYNC_TEST_STORES) {
     for (const auto p : all_policies) {
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         sim_time t;
         Env env;
         auto [a, b] = pruning_pair(env, p, t);
@@ -794,7 +794,7 @@ TEST_CASE_TEMPLATE("snapshot: a tombstone the load removes does not hide the sna
     // key is free again at a, under every policy); the snapshot's cells of
     // the new row meet b's old tombstone before the load removes it.
     for (const auto p : all_policies) {
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         sim_time t;
         Env env;
         auto [a, b] = pruning_pair(env, p, t);
@@ -822,7 +822,7 @@ TEST_CASE_TEMPLATE("snapshot: a re-bootstrap keeps what the sender still holds, 
     // b holds a's row and its delete, both seen by a; the snapshot names the
     // delete: nothing is removed, and b is unchanged.
     for (const auto p : all_policies) {
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         sim_time t;
         Env env;
         auto [a, b] = pruning_pair(env, p, t);
@@ -938,7 +938,7 @@ TEST_CASE_TEMPLATE("snapshot: a re-bootstrap takes the sender's older version of
     // third replica's older a=99. The snapshot names only a=99: a dropped
     // b's newer version (and never takes it back: it is a's own write).
     for (const auto p : {delete_policy::insert_revives, delete_policy::lww}) {
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         sim_time t;
         Env env;
         auto [a, b] = pruning_pair(env, p, t);
@@ -969,7 +969,7 @@ TEST_CASE_TEMPLATE("snapshot: property: re-bootstraps after pruning converge", E
         const auto seed = static_cast<std::uint64_t>(s) + 1;
         CAPTURE(seed);
         const auto p = all_policies[seed % 3];
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         std::mt19937_64 rng{seed};
         auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
         sim_time t;
@@ -1052,7 +1052,7 @@ TEST_CASE_TEMPLATE("snapshot: property: loads interrupted at random, with writes
         const auto seed = static_cast<std::uint64_t>(s) + 1;
         CAPTURE(seed);
         const auto p = all_policies[seed % 3];
-        CAPTURE(crdtsync::to_string(p));
+        CAPTURE(crdtsync::to_text(p));
         std::mt19937_64 rng{seed};
         auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
         sim_time t;

@@ -83,7 +83,7 @@ std::size_t fail_every_step(Node& n, Op&& op) {
 TEST_CASE_TEMPLATE("atomicity: a store failure at any step of apply leaves nothing", Env, CRDTSYNC_TEST_STORES) {
     using faulty = faulty_t<Env>;
     for (const auto policy : all_policies) {
-        CAPTURE(crdtsync::to_string(policy));
+        CAPTURE(crdtsync::to_text(policy));
         sim_time t;
         t.now = epoch_ms + 10'000;
         Env env;
@@ -122,7 +122,7 @@ TEST_CASE_TEMPLATE("atomicity: what a failed apply had decided is not written by
     using faulty = faulty_t<Env>;
     const auto s1 = site_of(0xd2);
     for (const auto policy : all_policies) {
-        CAPTURE(crdtsync::to_string(policy));
+        CAPTURE(crdtsync::to_text(policy));
         sim_time t;
         t.now = epoch_ms + 10'000;
         Env env;
@@ -221,7 +221,7 @@ TEST_CASE_TEMPLATE("atomicity: a store failure at any step of a local write or a
 
 TEST_CASE_TEMPLATE("atomicity: an abandoned local transaction leaves no trace", Env, CRDTSYNC_TEST_STORES) {
     for (const auto policy : all_policies) {
-        CAPTURE(crdtsync::to_string(policy));
+        CAPTURE(crdtsync::to_text(policy));
         sim_time t;
         t.now = epoch_ms + 1000;
         Env env;
@@ -374,7 +374,7 @@ TEST_CASE_TEMPLATE("persistence: the delete policy is the store's; another one i
         } catch (const crdtsync::usage_error& e) {
             CHECK(e.code() == errc::invalid_argument);
             CHECK(std::string(e.what()).find("created with delete policy delete_wins") != std::string::npos);
-            CHECK(std::string(e.what()).find(std::string(crdtsync::to_string(other))) != std::string::npos);
+            CHECK(std::string(e.what()).find(std::string(crdtsync::to_text(other))) != std::string::npos);
         }
     }
     auto fresh = env.template open<store_type>();

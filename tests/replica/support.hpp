@@ -401,7 +401,7 @@ void check_throws_code(F&& f, crdtsync::errc code) {
         threw = true;
         CHECK_MESSAGE(e.code() == code, "got " << e.what());
     }
-    CHECK_MESSAGE(threw, "expected an exception with code " << crdtsync::to_string(code));
+    CHECK_MESSAGE(threw, "expected an exception with code " << crdtsync::to_text(code));
 }
 
 /// The rows of every table, as text, to compare replicas by what they show.
@@ -412,7 +412,7 @@ std::string rows_text(const R& r) {
         out += t.qualified_name() + ":\n";
         for (const auto& rw : r.rows(t.qualified_name())) {
             out += " ";
-            for (const auto& [c, v] : rw) out += " " + c + "=" + v.to_string();
+            for (const auto& [c, v] : rw) out += " " + c + "=" + v.to_text();
             out += "\n";
         }
     }

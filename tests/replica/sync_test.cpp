@@ -320,7 +320,7 @@ TEST_CASE_TEMPLATE("convergence: random writes, random delivery with loss and du
             INFO(run);
             Env env;
             network<Env> net{env, seed, topo, hub, !hub};
-            CAPTURE(crdtsync::to_string(net.policy()));
+            CAPTURE(crdtsync::to_text(net.policy()));
             CAPTURE(net.size());
             net.run(steps);
             const int rounds = net.settle();

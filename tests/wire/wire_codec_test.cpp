@@ -51,7 +51,7 @@ void check_fails(const std::function<void()>& f, errc code, const std::string& p
 
 TEST_CASE("values round trip, kind by kind") {
     for (const auto& v : sample_values()) {
-        CAPTURE(v.to_string());
+        CAPTURE(v.to_text());
         check_round_trip(v);
     }
 }

@@ -136,7 +136,7 @@ inline std::vector<schema_migration> sample_migrations() {
         m.type = k;
         m.table = "t";
         if (k == migration_kind::rename_table) m.from_table = "old_t";
-        m.ddl = std::string("-- ") + std::string(to_string(k));
+        m.ddl = std::string("-- ") + std::string(to_text(k));
         m.version = at(1700000000000 + static_cast<std::uint64_t>(k), 1, site_b, 0);
         m.schema_version = static_cast<std::int64_t>(k) + 1;
         out.push_back(m);

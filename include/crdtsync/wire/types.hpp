@@ -36,7 +36,7 @@ inline void read(reader& r, const path& p, migration_kind& out) {
     std::string scratch;
     const auto t = r.string(p, scratch);
     const auto* kind = std::find_if(std::begin(all_migration_kinds), std::end(all_migration_kinds),
-                                    [&](migration_kind k) { return to_string(k) == t; });
+                                    [&](migration_kind k) { return to_text(k) == t; });
     if (kind == std::end(all_migration_kinds)) {
         r.rewind(m);
         fail(p, "expected one of create_table, drop_table, rename_table, add_column, drop_column, "
@@ -47,7 +47,7 @@ inline void read(reader& r, const path& p, migration_kind& out) {
 
 template <class Sink>
 void write(Sink& s, migration_kind k) {
-    s.ascii(to_string(k));
+    s.ascii(to_text(k));
 }
 
 /// `get_changes.sinceHLC`: Quereus reads "" as absent.
