@@ -115,7 +115,7 @@ crdtsync::value to_value(const crdtsync::table_def& def, std::size_t i, const sq
             return crdtsync::wire::decode<crdtsync::value>(lit.v.as_text());
         } catch (const crdtsync::error& e) {
             fail(exit_code::refused, "column \"" + def.columns()[i].name + "\" of table " + def.qualified_name() +
-                                         " is JSON and " + lit.v.to_string() + " is not JSON text: " + e.message());
+                                         " is JSON and " + lit.v.to_text() + " is not JSON text: " + e.message());
         }
     }
     return lit.v;
@@ -332,7 +332,7 @@ int cmd_stat(const stat_args& a) {
         j["siteId"] = rep.site_id().to_text();
         j["position"] = rep.position();
         j["clock"] = rep.clock().to_text();
-        j["deletePolicy"] = std::string(crdtsync::to_string(*rep.options().deletes));
+        j["deletePolicy"] = std::string(crdtsync::to_text(*rep.options().deletes));
         j["tables"] = nlohmann::json::array();
         for (const auto& [name, c] : counts)
             j["tables"].push_back({{"name", name}, {"rows", c.rows}, {"cells", c.cells}, {"tombstones", c.tombstones}});
@@ -352,7 +352,7 @@ int cmd_stat(const stat_args& a) {
               << "site id        " << rep.site_id().to_text() << "\n"
               << "position       " << rep.position() << "\n"
               << "clock          " << rep.clock().to_text() << "\n"
-              << "delete policy  " << crdtsync::to_string(*rep.options().deletes) << "\n"
+              << "delete policy  " << crdtsync::to_text(*rep.options().deletes) << "\n"
               << "tables         " << counts.size() << "\n";
     for (const auto& [name, c] : counts)
         std::cout << "  " << name << ": " << c.rows << (c.rows == 1 ? " row" : " rows") << ", " << c.cells

@@ -420,7 +420,7 @@ private:
             if (s == crdtsync::sync_state::disconnected) io_.stop(); // the close finish() began is done
             return;
         }
-        spdlog::debug("state: {}", crdtsync::to_string(s));
+        spdlog::debug("state: {}", crdtsync::to_text(s));
         using crdtsync::sync_state;
         if (s == sync_state::bootstrapping) spdlog::info("bootstrapping from the server's snapshot");
         if (s == sync_state::live) {

@@ -30,7 +30,7 @@ inline std::string cell_text(const crdtsync::value& v, bool csv) {
         }
         return csv ? s : s + "'";
     }
-    default: return v.to_string();
+    default: return v.to_text();
     }
 }
 

@@ -211,7 +211,7 @@ inline nlohmann::json value_json(const crdtsync::value& v) {
     try {
         return crdtsync::wire::to_json(v);
     } catch (const crdtsync::error&) {
-        return v.to_string(); // not representable on the wire: shown as text
+        return v.to_text(); // not representable on the wire: shown as text
     }
 }
 
