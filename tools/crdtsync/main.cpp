@@ -690,7 +690,20 @@ int main(int argc, char** argv) {
     serve_cmd->add_option("--listen", serve.listen, "ADDRESS:PORT to listen on (port 0: the OS picks)")->required();
     serve_cmd->add_option("--token-file", serve.token_file, "File of `database-id token` lines (`*` for every database)");
     serve_cmd->add_option("--max-message-bytes", serve.max_message_bytes, "Largest message accepted")->capture_default_str();
-    serve_cmd->footer("Example:\n  crdtsync serve --data ./server --listen 127.0.0.1:8080 --token-file tokens.txt\n"
+    serve_cmd->add_option("--cluster", serve.cluster,
+                          "Share every database with other serve nodes through NATS JetStream: nats://HOST:PORT[,...] (docs/cluster.md)");
+    serve_cmd->add_option("--cluster-replicas", serve.cluster_replicas, "JetStream replicas of each database's stream (R; 3 with a 3-server NATS cluster)")
+        ->capture_default_str();
+    serve_cmd->add_option("--cluster-max-age", serve.cluster_max_age, "Seconds a stream keeps a message (0: no limit)")->capture_default_str();
+    serve_cmd->add_option("--cluster-max-msgs", serve.cluster_max_msgs, "Messages a stream keeps (-1: no limit)")->capture_default_str();
+    serve_cmd->add_option("--cluster-ack-timeout", serve.cluster_ack_timeout,
+                          "Seconds a client's apply_result waits for the stream's acknowledgement before the local one is sent")
+        ->capture_default_str();
+    serve_cmd->add_option("--cluster-snapshot-interval", serve.cluster_snapshot_interval,
+                          "Seconds between the snapshots a node publishes for joining nodes (when its replica changed)")
+        ->capture_default_str();
+    serve_cmd->footer("Examples:\n  crdtsync serve --data ./server --listen 127.0.0.1:8080 --token-file tokens.txt\n"
+                      "  crdtsync serve --data ./node1 --listen 127.0.0.1:8081 --cluster nats://127.0.0.1:4222 --cluster-replicas 1\n"
                       "Clients connect to ws://127.0.0.1:8080/sync/ws; GET /status and /metrics on the same port.");
 
     sync_args sync;

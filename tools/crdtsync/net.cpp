@@ -3,6 +3,9 @@
 // on the main thread. The only translation unit that includes Boost.Beast.
 
 #include "tool.hpp"
+#ifdef CRDTSYNC_HAVE_NATS
+#include "cluster.hpp"
+#endif
 
 #include <crdtsync/sync_client.hpp>
 #include <crdtsync/sync_server.hpp>
@@ -115,8 +118,16 @@ public:
             crdtsync::sync_server<replica_t>::hooks{
                 .open_database = [this](std::string_view id) { return open_database(id); },
                 .authenticate = [this](const crdtsync::msg::handshake& h) { return authenticate(h); },
+                .hold_result = [this](std::string_view id, std::uint64_t last) {
+#ifdef CRDTSYNC_HAVE_NATS
+                    if (cluster_) return cluster_->hold_result(id, last);
+#endif
+                    (void)id, (void)last;
+                    return false;
+                },
             },
             opts);
+        if (!a.cluster.empty()) start_cluster(a);
         const auto where = parse_listen(a.listen);
         try {
             server_ = std::make_unique<ws::server>(
@@ -146,9 +157,16 @@ public:
     }
 
     ~server_host() {
-        // The sessions go before the replicas they listen to.
+        // The sessions go before the replicas they listen to; the cluster
+        // link (its threads) before both.
+#ifdef CRDTSYNC_HAVE_NATS
+        if (cluster_) cluster_->stop();
+#endif
         server_.reset();
         sync_.reset();
+#ifdef CRDTSYNC_HAVE_NATS
+        cluster_.reset();
+#endif
     }
 
     [[nodiscard]] const std::string& url() const noexcept { return url_; }
@@ -174,11 +192,40 @@ private:
             auto& rep = db.replica->rep;
             databases_.emplace(id, std::move(db));
             spdlog::info("opened database {} ({}, site {}, position {})", id, dir.string(), rep.site_id().to_text(), rep.position());
+#ifdef CRDTSYNC_HAVE_NATS
+            if (cluster_) cluster_->database_opened(id, rep);
+#endif
             return &rep;
         } catch (const std::exception& e) {
             spdlog::error("cannot open database {}: {}", id, e.what());
             throw std::runtime_error("the server cannot open database '" + id + "'");
         }
+    }
+
+    void start_cluster(const serve_args& a) {
+#ifdef CRDTSYNC_HAVE_NATS
+        crdtsync_cli::cluster_options o;
+        o.servers = parse_cluster_servers(a.cluster);
+        o.replicas = a.cluster_replicas;
+        o.max_age_seconds = a.cluster_max_age;
+        o.max_msgs = a.cluster_max_msgs;
+        o.ack_timeout_seconds = a.cluster_ack_timeout;
+        o.snapshot_interval_seconds = a.cluster_snapshot_interval;
+        cluster_ = std::make_unique<cluster_node>(
+            std::move(o), cluster_node::host{
+                              .post = [this](std::function<void()> f) { asio::post(io_, std::move(f)); },
+                              .open_database = [this](const std::string& id) { return open_database(id); },
+                              .release = [this](const std::string& id, std::uint64_t up_to) { sync_->release(id, up_to); },
+                          });
+        // Every database this node held before: the others may have news.
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(dir_, ec))
+            if (e.is_directory() && valid_database_id(e.path().filename().string()) && fs::exists(e.path() / replica_file))
+                (void)open_database(e.path().filename().string());
+#else
+        (void)a;
+        fail(exit_code::usage, "--cluster: this crdtsync was built without NATS (install libnats-dev and rebuild)");
+#endif
     }
 
     std::optional<std::string> authenticate(const crdtsync::msg::handshake& h) {
@@ -227,6 +274,9 @@ private:
             const auto n = std::count_if(sessions.begin(), sessions.end(), [&](const auto& s) { return s.database_id == id; });
             j["databases"].push_back({{"id", id}, {"siteId", rep.site_id().to_text()}, {"position", rep.position()}, {"connections", n}});
         }
+#ifdef CRDTSYNC_HAVE_NATS
+        if (cluster_) j["cluster"] = cluster_->status();
+#endif
         j["connections"] = nlohmann::json::array();
         for (const auto& s : sessions)
             j["connections"].push_back({{"id", s.id},
@@ -289,12 +339,18 @@ private:
         line("crdtsync_sent_bytes_total", s.bytes_out);
         metric("crdtsync_snapshot_chunks_sent_total", "counter", "Snapshot chunks served.");
         line("crdtsync_snapshot_chunks_sent_total", s.snapshot_chunks);
+#ifdef CRDTSYNC_HAVE_NATS
+        if (cluster_) cluster_->metrics(out);
+#endif
         return out.str();
     }
 
     void tick() {
         if (stopping_) return;
         sync_->tick(clock_type::now());
+#ifdef CRDTSYNC_HAVE_NATS
+        if (cluster_) cluster_->tick();
+#endif
         ticker_.expires_after(tick_period);
         ticker_.async_wait([this](const boost::system::error_code& ec) {
             if (!ec) tick();
@@ -335,6 +391,9 @@ private:
     bool auth_;
     std::map<std::string, database> databases_; // before the sessions: they go first
     std::unique_ptr<crdtsync::sync_server<replica_t>> sync_;
+#ifdef CRDTSYNC_HAVE_NATS
+    std::unique_ptr<cluster_node> cluster_;
+#endif
     std::unique_ptr<ws::server> server_;
     asio::steady_timer ticker_, closer_;
     asio::signal_set signals_;

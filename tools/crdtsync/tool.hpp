@@ -257,6 +257,13 @@ struct serve_args {
     std::string listen;
     std::string token_file;
     std::size_t max_message_bytes = std::size_t{16} << 20;
+    // --cluster (docs/cluster.md): empty without it
+    std::string cluster;
+    int cluster_replicas = 1;
+    double cluster_max_age = 0;
+    std::int64_t cluster_max_msgs = -1;
+    double cluster_ack_timeout = 5;
+    double cluster_snapshot_interval = 30;
 };
 
 struct sync_args {
