@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(g++ clang libclang-rt-14-dev meson ninja-build pkg-config python3
           libboost-dev nlohmann-json3-dev doctest-dev liblmdb-dev
-          libcli11-dev libspdlog-dev cmake)
+          libcli11-dev libspdlog-dev cmake libnats-dev nats-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -6,7 +6,8 @@
 GROUP is one of: local (exec, stat, dump, snapshot, conflicts, version and
 their errors), net (serve and sync, auth, /status, /metrics, network
 errors), multiprocess (several clients and a server with random writes,
-SIGKILL and restarts). Each case runs in its own temporary directory, on
+SIGKILL and restarts), cluster (serve --cluster nodes over nats-server,
+started by the test on free loopback ports; NATS_SERVER names the binary). Each case runs in its own temporary directory, on
 ports the OS chose, and kills every process it started, whatever happens.
 The last line is the summary that scripts/count-tests.py reads (the line a
 doctest executable prints).
@@ -60,6 +61,15 @@ class Env:
         out = open(self.path(name + '.out'), 'w')
         err = open(self.path(name + '.err'), 'w')
         p = subprocess.Popen([BIN, *args], stdout=out, stderr=err, text=True)
+        p.name = name
+        self.procs.append(p)
+        return p
+
+    def spawn_cmd(self, name, argv):
+        """A process that is not the tool (nats-server)."""
+        out = open(self.path(name + '.out'), 'w')
+        err = open(self.path(name + '.err'), 'w')
+        p = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
         p.name = name
         self.procs.append(p)
         return p
@@ -755,6 +765,214 @@ def server_killed_loses_nothing_acknowledged(env):
     sync(env, 'fresh', url)
     check(rows(env, 'fresh') == rows(env, 'a') and len(rows(env, 'a')) == 40, 'nothing lost in the end')
     check(stop(s) == 0, 'serve exits 0')
+
+
+# ---------------------------------------------------------------- cluster
+
+NATS_SERVER = os.environ.get('NATS_SERVER', 'nats-server')
+
+
+def nats(env, name, port=None, cluster=None, store=None):
+    """A nats-server with JetStream on loopback; `cluster` = (cluster port, [route ports]) joins a cluster."""
+    port = port or free_port()
+    argv = [NATS_SERVER, '-js', '-a', '127.0.0.1', '-p', str(port), '-sd', env.path((store or name) + '-store'),
+            '--server_name', name]
+    if cluster:
+        cport, routes = cluster
+        argv += ['--cluster_name', 'crdtsync-test', '--cluster', 'nats://127.0.0.1:%d' % cport,
+                 '--routes', ','.join('nats://127.0.0.1:%d' % r for r in routes)]
+    p = env.spawn_cmd(name, argv)
+    wait_until(lambda: 'Server is ready' in env.log(name) or p.poll() is not None, 15, 'nats-server to start')
+    check(p.poll() is None, 'nats-server exited', env.log(name))
+    p.port = port
+    p.url = 'nats://127.0.0.1:%d' % port
+    return p
+
+
+def node(env, name, nats_urls, *extra, port=0):
+    return serve(env, name, name, port=port, extra=('--cluster', ','.join(nats_urls), '--cluster-snapshot-interval', '1',
+                                                     '--cluster-ack-timeout', '3', *extra))
+
+
+def cluster_metrics(s, db='notes'):
+    """The node's crdtsync_cluster_* metrics of database `db`, by name without the prefix."""
+    try:
+        _, _, text = http_get(s.http + '/metrics')
+    except (OSError, urllib.error.URLError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'crdtsync_cluster_(\w+)(?:\{database="([^"]*)"\})? (\S+)$', line)
+        if m and (m.group(2) is None or m.group(2) == db):
+            out[m.group(1)] = float(m.group(3))
+    return out
+
+
+def caught_up(s, db='notes'):
+    return cluster_metrics(s, db).get('caught_up') == 1
+
+
+def ids(env, data):
+    d = dump_json(env, data)
+    if not d:
+        return set()
+    t = json.loads(d).get('main.tasks')
+    return {r['id'] for r in t['rows']} if t else set()
+
+
+@case('cluster')
+def cluster_three_nodes_converge(env):
+    n = nats(env, 'nats')
+    nodes = [node(env, 'n%d' % i, [n.url]) for i in (1, 2, 3)]
+    expect(env.run('exec', '--data', env.path('a'), TASKS + "; INSERT INTO tasks VALUES (1, 'from a', NULL)"), 0)
+    sync(env, 'a', nodes[0].url)
+    m = cluster_metrics(nodes[0])
+    # The apply_result waited for the stream: nothing was acknowledged locally only.
+    check(m.get('published_messages_total', 0) >= 1 and m.get('local_acks_total') == 0,
+          'node 1 published before acknowledging', m)
+    # Acknowledged on node 1, it reaches a client of node 3.
+    wait_until(lambda: sync(env, 'b', nodes[2].url) and 1 in ids(env, 'b'), 20, "a's row at a client of node 3")
+
+    # Clients on different nodes write concurrently, live.
+    names = ['a', 'b', 'c']
+    for i, c in enumerate(names):
+        env.spawn('w' + c, 'sync', '--data', env.path(c), '--server', nodes[i].url, '--db', 'notes', '--watch',
+                  '--retry-max', '1')
+    wait_until(lambda: all(dump_json(env, c) and 'main.tasks' in dump_json(env, c) for c in names), 20,
+               'the table at every client')
+    seed = int(os.environ.get('CRDTSYNC_TEST_SEED', random.randrange(1 << 30)))
+    print('  seed %d' % seed)
+
+    def writer(c, seed):
+        rnd = random.Random(seed)
+        for i in range(15):
+            k = rnd.randrange(10)
+            op = rnd.choice(['insert', 'update', 'update', 'delete'])
+            if op == 'insert':
+                sql = "INSERT INTO tasks VALUES (%d, '%s%d', NULL)" % (k, c, i)
+            elif op == 'update':
+                sql = "UPDATE tasks SET %s WHERE id = %d" % (rnd.choice(["title = '%s%d'" % (c, i), 'done = TRUE']), k)
+            else:
+                sql = "DELETE FROM tasks WHERE id = %d" % k
+            r = env.run('exec', '--data', env.path(c), sql)
+            assert r.returncode in (0, 4), r.stderr
+            time.sleep(rnd.random() * 0.05)
+    threads = [threading.Thread(target=writer, args=(c, seed + i)) for i, c in enumerate(names)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_until(lambda: len({state(env, c) for c in names}) == 1, 30, 'three identical clients')
+    wait_until(lambda: all(caught_up(s) for s in nodes), 20, 'every node caught up')
+    final = state(env, 'a')
+    for s in nodes:
+        check(state(env, s.name + '/notes') == final, 'node %s equals the clients' % s.name)
+    st = json.loads(http_get(nodes[1].http + '/status')[2])
+    db = st['cluster']['databases'][0]
+    check(st['cluster']['connected'] and db['id'] == 'notes' and db['caughtUp'] and db['consumerLag'] == 0 and
+          db['streamPosition'] > 0, '/status shows the cluster', st['cluster'])
+    for s in nodes:
+        check(stop(s) == 0, 'serve exits 0')
+
+
+@case('cluster')
+def cluster_node_killed_and_new_node_bootstraps(env):
+    n = nats(env, 'nats')
+    # The stream keeps 30 messages: a node that joins later must bootstrap.
+    extra = ('--cluster-max-msgs', '30')
+    ports = [free_port(), free_port()]
+    n1 = node(env, 'n1', [n.url], *extra, port=ports[0])
+    n2 = node(env, 'n2', [n.url], *extra, port=ports[1])
+    expect(env.run('exec', '--data', env.path('a'), TASKS), 0)
+    sync(env, 'a', n1.url)
+    acknowledged = []
+    for i in range(60):
+        expect(env.run('exec', '--data', env.path('a'), "INSERT INTO tasks VALUES (%d, 'row %d', NULL)" % (i, i)), 0)
+        r = env.run('sync', '--data', env.path('a'), '--server', n1.url, '--db', 'notes', '--timeout', '5')
+        if r.returncode == 0:
+            acknowledged.append(i)
+        if i == 20:
+            n2.kill()  # SIGKILL mid-stream
+            n2.wait()
+        if i == 30:
+            n2 = serve(env, 'n2b', 'n2', port=ports[1], extra=('--cluster', n.url, '--cluster-snapshot-interval', '1', *extra))
+        if i == 45:
+            n1.kill()  # the node the client writes to dies: what it acknowledged is in the stream
+            n1.wait()
+            n1 = serve(env, 'n1b', 'n1', port=ports[0], extra=('--cluster', n.url, '--cluster-snapshot-interval', '1', *extra))
+    check(len(acknowledged) >= 55, 'most syncs were acknowledged', acknowledged)
+    wait_until(lambda: caught_up(n1) and caught_up(n2), 30, 'both nodes caught up after the kills')
+    held = ids(env, 'n2/notes')
+    missing = [k for k in acknowledged if k not in held]
+    check(not missing, 'every acknowledged row reached node 2 through the stream', missing)
+    check(state(env, 'n1/notes') == state(env, 'n2/notes'), 'the two nodes are identical')
+    # A new node: the stream no longer holds the beginning (30 of 60+ messages).
+    time.sleep(1.5)  # a snapshot after the last write
+    n3 = node(env, 'n3', [n.url], *extra)
+    wait_until(lambda: caught_up(n3), 30, 'the new node caught up')
+    m = cluster_metrics(n3)
+    check(m.get('bootstraps_total', 0) >= 1, 'the new node bootstrapped from a snapshot', m)
+    check(state(env, 'n3/notes') == state(env, 'n1/notes'), 'the new node equals the others')
+    sync(env, 'fresh', n3.url)
+    check(ids(env, 'fresh') == set(range(60)), 'a client of the new node has every row', sorted(ids(env, 'fresh')))
+
+
+@case('cluster')
+def cluster_nats_server_killed_r3(env):
+    ports = [free_port() for _ in range(3)]
+    cports = [free_port() for _ in range(3)]
+    servers = [nats(env, 'nats%d' % i, ports[i], (cports[i], [c for j, c in enumerate(cports) if j != i]))
+               for i in range(3)]
+    urls = [s.url for s in servers]
+    n1 = node(env, 'n1', urls, '--cluster-replicas', '3')
+    n2 = node(env, 'n2', urls[::-1], '--cluster-replicas', '3')
+    expect(env.run('exec', '--data', env.path('a'), TASKS), 0)
+    # JetStream elects its leaders first: the first sync may be acknowledged locally only.
+    sync(env, 'a', n1.url)
+    wait_until(lambda: caught_up(n1) and caught_up(n2), 60, 'the stream (R=3) ready on both nodes')
+    for i in range(5):
+        expect(env.run('exec', '--data', env.path('a'), "INSERT INTO tasks VALUES (%d, 'before', NULL)" % i), 0)
+        sync(env, 'a', n1.url)
+    servers[0].kill()  # one of three NATS servers dies
+    servers[0].wait()
+    before = cluster_metrics(n1).get('published_messages_total', 0)
+    for i in range(5, 15):
+        expect(env.run('exec', '--data', env.path('a'), "INSERT INTO tasks VALUES (%d, 'after', NULL)" % i), 0)
+        sync(env, 'a', n1.url, timeout=30)
+    wait_until(lambda: cluster_metrics(n1).get('published_messages_total', 0) >= before + 10, 30,
+               'node 1 publishing with two of three NATS servers')
+    wait_until(lambda: ids(env, 'n2/notes') == set(range(15)), 30, 'node 2 has every row')
+    sync(env, 'b', n2.url)
+    check(ids(env, 'b') == set(range(15)), 'a client of node 2 has every row')
+
+
+@case('cluster')
+def cluster_nats_unreachable(env):
+    port = free_port()
+    url = 'nats://127.0.0.1:%d' % port
+    n1 = node(env, 'n1', [url])
+    wait_until(lambda: 'cannot reach NATS' in env.log('n1'), 10, 'the node to say NATS is unreachable')
+    # The node serves its clients meanwhile: acknowledged by its own commit.
+    expect(env.run('exec', '--data', env.path('a'), TASKS + "; INSERT INTO tasks VALUES (1, 'offline', NULL)"), 0)
+    sync(env, 'a', n1.url)
+    m = cluster_metrics(n1)
+    check(m.get('connected') == 0 and m.get('local_acks_total', 0) >= 1 and m.get('unpublished_messages', 0) >= 1,
+          'acknowledged locally, waiting to publish', m)
+    n = nats(env, 'nats', port)
+    wait_until(lambda: caught_up(n1), 20, 'node 1 published what it accepted once NATS answered')
+    n2 = node(env, 'n2', [url])
+    wait_until(lambda: 1 in ids(env, 'n2/notes'), 20, 'node 2 has the row accepted while NATS was down')
+    # NATS dies during the run and comes back with its store.
+    n.kill()
+    n.wait()
+    wait_until(lambda: cluster_metrics(n1).get('connected') == 0, 10, 'node 1 sees NATS gone')
+    expect(env.run('exec', '--data', env.path('a'), "INSERT INTO tasks VALUES (2, 'during', NULL)"), 0)
+    sync(env, 'a', n1.url)
+    n = nats(env, 'nats-again', port, store='nats')
+    wait_until(lambda: 2 in ids(env, 'n2/notes'), 30, 'node 2 has the row accepted during the outage')
+    wait_until(lambda: caught_up(n1) and caught_up(n2), 20, 'both caught up')
+    check(state(env, 'n1/notes') == state(env, 'n2/notes'), 'the nodes are identical')
+    check(stop(n1) == 0 and stop(n2) == 0, 'serve exits 0')
 
 
 def main():
