@@ -11,7 +11,7 @@
 // slow for big data sets, but short to write and obviously right: a
 // starting point, or a model to test a faster store against.
 //
-// The store passes the conformance suite of tests/laws/store_laws.hpp, as
+// The store passes the conformance suite of <crdtsync/testing/store_laws.hpp>, as
 // every store should.
 
 #include <cstddef>

@@ -33,7 +33,7 @@
 /// a store that can grow does so before the next `write()`, so the caller may
 /// retry the transaction (the replica does, a bounded number of times).
 ///
-/// ## Laws (tests/laws/store_laws.hpp runs them over every model)
+/// ## Laws (<crdtsync/testing/store_laws.hpp> runs them over every model)
 /// - read-your-writes: inside a write transaction `get` and `scan` see its
 ///   own puts and erases;
 /// - atomicity: after `abort()` (or destruction) nothing of the transaction is
@@ -52,6 +52,7 @@
 #include <optional>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include <crdtsync/version.hpp>
 
@@ -73,19 +74,56 @@ template <class S>
 concept kv_store_tagged = requires { typename S::kv_store_concept; } &&
                           std::derived_from<typename S::kv_store_concept, kv_store_tag>;
 
+// The operations one by one, so that check_kv_store can name the one that
+// is missing or mistyped; the concepts below are their conjunctions.
+namespace detail {
 template <class T>
-concept kv_read_transaction = requires(T& t, std::string_view k, detail::scan_probe fn) {
+concept kv_has_get = requires(T& t, std::string_view k) {
     { t.get(k) } -> std::same_as<std::optional<std::string_view>>;
-    t.scan(k, k, fn);
 };
+template <class T>
+concept kv_has_scan = requires(T& t, std::string_view k, scan_probe fn) { t.scan(k, k, fn); };
+template <class T>
+concept kv_has_put = requires(T& t, std::string_view k) { t.put(k, k); };
+template <class T>
+concept kv_has_erase = requires(T& t, std::string_view k) {
+    { t.erase(k) } -> std::same_as<bool>;
+};
+template <class T>
+concept kv_has_commit = requires(T& t) { t.commit(); };
+template <class T>
+concept kv_has_abort = requires(T& t) { t.abort(); };
+template <class S>
+concept kv_has_read = requires(S& s) { s.read(); };
+template <class S>
+concept kv_has_write = requires(S& s) { s.write(); };
+
+// The transaction types, or void when the store lacks the operation (void
+// satisfies none of the kv_has_* concepts, and names no type to diagnose).
+template <class S>
+struct kv_read_txn {
+    using type = void;
+};
+template <kv_has_read S>
+struct kv_read_txn<S> {
+    using type = decltype(std::declval<S&>().read());
+};
+template <class S>
+struct kv_write_txn {
+    using type = void;
+};
+template <kv_has_write S>
+struct kv_write_txn<S> {
+    using type = decltype(std::declval<S&>().write());
+};
+} // namespace detail
 
 template <class T>
-concept kv_write_transaction = kv_read_transaction<T> && requires(T& t, std::string_view k) {
-    t.put(k, k);
-    { t.erase(k) } -> std::same_as<bool>;
-    t.commit();
-    t.abort();
-};
+concept kv_read_transaction = detail::kv_has_get<T> && detail::kv_has_scan<T>;
+
+template <class T>
+concept kv_write_transaction = kv_read_transaction<T> && detail::kv_has_put<T> && detail::kv_has_erase<T> &&
+                               detail::kv_has_commit<T> && detail::kv_has_abort<T>;
 
 /// A key-value store a replica can run on. See the file comment.
 template <class S>
@@ -101,15 +139,56 @@ template <kv_store S>
 using write_transaction_t = decltype(std::declval<S&>().write());
 
 /// Use in a template that takes a store, for a readable diagnostic:
-/// `static_assert(crdtsync::check_kv_store<S>());`
+/// `static_assert(crdtsync::check_kv_store<S>());`. Each missing or mistyped
+/// operation fails its own assertion, whose message names the operation and
+/// the signature expected; an operation of a transaction that is itself
+/// missing is not reported twice. A type without the opt-in gets the opt-in
+/// message only.
 template <class S>
 consteval bool check_kv_store() {
-    static_assert(kv_store_tagged<S>,
+    constexpr bool tagged = kv_store_tagged<S>;
+    static_assert(tagged,
                   "crdtsync: this type is not a kv_store: it must opt in with "
                   "`using kv_store_concept = crdtsync::kv_store_tag;` (see crdtsync/store.hpp)");
-    static_assert(!kv_store_tagged<S> || kv_store<S>,
-                  "crdtsync: this type opts in to kv_store but lacks read()/write() transactions "
-                  "with get/scan/put/erase/commit/abort as crdtsync/store.hpp describes");
+
+    constexpr bool has_read = detail::kv_has_read<S>;
+    constexpr bool has_write = detail::kv_has_write<S>;
+    using r = typename detail::kv_read_txn<S>::type;
+    using w = typename detail::kv_write_txn<S>::type;
+    static_assert(!tagged || has_read,
+                  "crdtsync: kv_store: read() is missing: expected `read_txn read()`, "
+                  "returning a read transaction (see crdtsync/store.hpp)");
+    static_assert(!tagged || has_write,
+                  "crdtsync: kv_store: write() is missing: expected `write_txn write()`, "
+                  "returning the write transaction (see crdtsync/store.hpp)");
+
+    static_assert(!tagged || !has_read || detail::kv_has_get<r>,
+                  "crdtsync: kv_store: the read transaction's get is missing or mistyped: expected "
+                  "`std::optional<std::string_view> get(std::string_view key)`");
+    static_assert(!tagged || !has_read || detail::kv_has_scan<r>,
+                  "crdtsync: kv_store: the read transaction's scan is missing or mistyped: expected "
+                  "`scan(std::string_view begin, std::string_view end, Fn fn)` calling "
+                  "`bool fn(std::string_view key, std::string_view value)`");
+
+    static_assert(!tagged || !has_write || detail::kv_has_get<w>,
+                  "crdtsync: kv_store: the write transaction's get is missing or mistyped: expected "
+                  "`std::optional<std::string_view> get(std::string_view key)`");
+    static_assert(!tagged || !has_write || detail::kv_has_scan<w>,
+                  "crdtsync: kv_store: the write transaction's scan is missing or mistyped: expected "
+                  "`scan(std::string_view begin, std::string_view end, Fn fn)` calling "
+                  "`bool fn(std::string_view key, std::string_view value)`");
+    static_assert(!tagged || !has_write || detail::kv_has_put<w>,
+                  "crdtsync: kv_store: the write transaction's put is missing or mistyped: expected "
+                  "`put(std::string_view key, std::string_view value)`");
+    static_assert(!tagged || !has_write || detail::kv_has_erase<w>,
+                  "crdtsync: kv_store: the write transaction's erase is missing or mistyped: expected "
+                  "`bool erase(std::string_view key)`, true when the key was present");
+    static_assert(!tagged || !has_write || detail::kv_has_commit<w>,
+                  "crdtsync: kv_store: the write transaction's commit is missing or mistyped: expected "
+                  "`commit()`, callable without arguments");
+    static_assert(!tagged || !has_write || detail::kv_has_abort<w>,
+                  "crdtsync: kv_store: the write transaction's abort is missing or mistyped: expected "
+                  "`abort()`, callable without arguments");
     return true;
 }
 

@@ -9,5 +9,8 @@
 #include <crdtsync/sync_client.hpp>
 #include <crdtsync/sync_server.hpp>
 #include <crdtsync/transports/websocket.hpp>
+// The conformance suite (needs doctest) and the fault-injecting store.
+#include <crdtsync/testing/faulty_store.hpp>
+#include <crdtsync/testing/store_laws.hpp>
 
 int main() {}

@@ -6,6 +6,8 @@
 # LMDB replica with one row):
 #   install     meson install into a prefix: headers, crdtsync*.pc, the CMake package
 #   pkg-config  g++ $(pkg-config --cflags --libs crdtsync-lmdb)
+#   store-laws  docs/store.md's program running the installed store laws
+#               (<crdtsync/testing/store_laws.hpp>) over a user's store
 #   cmake       find_package(crdtsync) and crdtsync::lmdb
 #   subproject  a meson project with crdtsync in subprojects/ and a wrap file with
 #               [provide]: dependency('crdtsync-lmdb') without a fallback, and none
@@ -47,6 +49,7 @@ install() {
   meson setup "$work/build" "$src" --prefix="$prefix" -Dtests=false -Dbench=false -Dexamples=false \
     -Dtool=disabled && meson install -C "$work/build" || return 1
   for f in include/crdtsync/replica.hpp include/crdtsync/backends/lmdb.hpp include/crdtsync/backends/memory.hpp \
+           include/crdtsync/testing/store_laws.hpp include/crdtsync/testing/faulty_store.hpp \
            share/pkgconfig/crdtsync.pc share/pkgconfig/crdtsync-lmdb.pc share/cmake/crdtsync/crdtsyncConfig.cmake; do
     [ -f "$prefix/$f" ] || { echo "not installed: $f"; return 1; }
   done
@@ -60,6 +63,27 @@ with_pkg_config() {
     $("${pc[@]}" --libs crdtsync-lmdb) && check_output "$work/pc-consumer"
 }
 way pkg-config with_pkg_config
+
+# docs/store.md, "Running the laws on your store": its program, verbatim, with
+# examples/custom_store.hpp as the user's store, built with the command the
+# page gives against the installed tree, must run all 16 laws and pass.
+with_store_laws() {
+  local d="$work/store-laws"
+  mkdir -p "$d"
+  sed -n '/<!-- store laws begin -->/,/<!-- store laws end -->/p' "$src/docs/store.md" | sed '1,2d;$d' | sed '$d' \
+    >"$d/my_store_laws.cpp"
+  grep -q CRDTSYNC_STORE_LAWS "$d/my_store_laws.cpp" || { echo "no program in docs/store.md"; return 1; }
+  cp "$src/examples/custom_store.hpp" "$d/"
+  printf '#pragma once\n#include "custom_store.hpp"\nusing my_store = example::custom_store;\n' >"$d/my_store.hpp"
+  local out
+  # shellcheck disable=SC2046
+  (cd "$d" && g++ $(PKG_CONFIG_PATH="$prefix/share/pkgconfig" pkg-config --cflags crdtsync) -O1 my_store_laws.cpp \
+    -o my_store_laws) || return 1
+  out=$("$d/my_store_laws") || { echo "$out"; return 1; }
+  echo "$out"
+  printf '%s\n' "$out" | grep -qE 'test cases: +16 \| +16 passed \| +0 failed' || { echo "expected 16 laws passed"; return 1; }
+}
+way store-laws with_store_laws
 
 with_cmake() {
   cmake -S "$here/cmake" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Debug &&

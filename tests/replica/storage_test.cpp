@@ -4,7 +4,7 @@
 
 #include "support.hpp"
 
-#include "laws/faulty_store.hpp"
+#include <crdtsync/testing/faulty_store.hpp>
 
 #include <cstdlib>
 

@@ -27,13 +27,13 @@
 #include <crdtsync/backends/memory.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/store.hpp>
+#include <crdtsync/testing/faulty_store.hpp>
+#include <crdtsync/testing/store_laws.hpp>
 #if defined(CRDTSYNC_TEST_LMDB)
 #include <crdtsync/backends/lmdb.hpp>
 #endif
 
 #include <examples/custom_store.hpp>
-#include <laws/faulty_store.hpp>
-#include <laws/store_laws.hpp>
 
 #include <stdlib.h> // mkdtemp
 #if defined(CRDTSYNC_TEST_LMDB) && defined(__linux__)

@@ -1,19 +1,23 @@
 #pragma once
-// crdtsync::testing::faulty_store<Inner>: a kv_store decorator that fails on
-// purpose. It forwards everything to an inner store and throws
-// storage_error (errc::storage, "injected fault ...") on the N-th mutating
-// call (put, erase and commit counted together), so a test can fail a
-// transaction at every step in turn and check that nothing of it remains.
-//
-//     crdtsync::testing::faulty_store<crdtsync::memory_store> store;
-//     store.fail_at(3);          // the 3rd put/erase/commit from now throws
-//     ...                        // run the code under test, expect storage_error
-//     store.inner().read()...    // and check the inner store is unchanged
-//
-// A fault fires once and disarms itself, so the retry that follows runs
-// clean. The failed transaction is aborted before the throw, like a real
-// store that "discards a failed transaction whole" (crdtsync/store.hpp).
-// One thread at a time, like the stores it wraps.
+/// \file testing/faulty_store.hpp
+/// crdtsync::testing::faulty_store<Inner>: a kv_store decorator that fails on
+/// purpose. It forwards everything to an inner store and throws
+/// storage_error (errc::storage, "injected fault ...") on the N-th mutating
+/// call (put, erase and commit counted together), so a test can fail a
+/// transaction at every step in turn and check that nothing of it remains.
+///
+///     crdtsync::testing::faulty_store<crdtsync::memory_store> store;
+///     store.fail_at(3);          // the 3rd put/erase/commit from now throws
+///     ...                        // run the code under test, expect storage_error
+///     store.inner().read()...    // and check the inner store is unchanged
+///
+/// A fault fires once and disarms itself, so the retry that follows runs
+/// clean. The failed transaction is aborted before the throw, like a real
+/// store that "discards a failed transaction whole" (crdtsync/store.hpp).
+/// One thread at a time, like the stores it wraps.
+///
+/// Needs nothing beyond crdtsync's core (no test framework); not part of
+/// the umbrella <crdtsync/crdtsync.hpp>.
 
 #include <cstddef>
 #include <optional>
@@ -23,8 +27,11 @@
 
 #include <crdtsync/error.hpp>
 #include <crdtsync/store.hpp>
+#include <crdtsync/version.hpp>
 
-namespace crdtsync::testing {
+namespace crdtsync {
+CRDTSYNC_BEGIN_NAMESPACE
+namespace testing {
 
 template <kv_store Inner>
 class faulty_store {
@@ -125,4 +132,6 @@ private:
     std::size_t faults_ = 0;
 };
 
-} // namespace crdtsync::testing
+} // namespace testing
+CRDTSYNC_END_NAMESPACE
+} // namespace crdtsync

@@ -1,26 +1,36 @@
 #pragma once
-// The kv_store conformance suite: the laws of crdtsync/store.hpp as doctest
-// template test cases, run over every store model. A store that passes them
-// can carry a replica.
-//
-// Instantiate over "store factories", one per model:
-//
-//     struct my_factory {
-//         using store_type = my_store;                       // a kv_store
-//         static constexpr bool persistent = false;          // true: reopen() exists
-//         std::unique_ptr<store_type> open();                // a new, empty store
-//         std::unique_ptr<store_type> reopen();              // persistent only: the store
-//                                                            // last opened, after it was destroyed
-//     };
-//     CRDTSYNC_STORE_LAWS(my_factory, other_factory);
-//
-// Each test case default-constructs a fresh factory, and destroys it (and
-// whatever it created) at the end. Keys in the laws are 1 to 100 bytes, the
-// range every model must take (LMDB refuses empty keys and keys over 511).
+/// \file testing/store_laws.hpp
+/// The kv_store conformance suite: the laws of crdtsync/store.hpp (and
+/// docs/store.md, "Laws") as doctest template test cases, to run over a store
+/// of your own. A store that passes them can carry a replica. crdtsync runs
+/// the same suite over its own models (tests/store/test_stores.cpp).
+///
+/// This header needs doctest (<doctest/doctest.h>, https://github.com/doctest/doctest),
+/// which crdtsync itself does not: include it only in a test program, linked
+/// with a doctest main (`#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN` in one
+/// unit). It is not part of the umbrella <crdtsync/crdtsync.hpp>.
+///
+/// Instantiate over "store factories", one per model:
+/// ```
+/// struct my_factory {
+///     using store_type = my_store;                       // a kv_store
+///     static constexpr bool persistent = false;          // true: reopen() exists
+///     std::unique_ptr<store_type> open();                // a new, empty store
+///     std::unique_ptr<store_type> reopen();              // persistent only: the store
+///                                                        // last opened, after it was destroyed
+/// };
+/// CRDTSYNC_STORE_LAWS(my_factory, other_factory);        // at namespace scope
+/// ```
+/// Each test case default-constructs a fresh factory, and destroys it (and
+/// whatever it created) at the end. Keys in the laws are 1 to 100 bytes, the
+/// range every model must take (LMDB refuses empty keys and keys over 511).
+/// docs/store.md, "Running the laws on your store", has a whole program and
+/// the command that builds it.
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,8 +44,11 @@
 
 #include <crdtsync/error.hpp>
 #include <crdtsync/store.hpp>
+#include <crdtsync/version.hpp>
 
-namespace crdtsync::testing::laws {
+namespace crdtsync {
+CRDTSYNC_BEGIN_NAMESPACE
+namespace testing::laws {
 
 using entries = std::vector<std::pair<std::string, std::string>>;
 
@@ -107,7 +120,9 @@ void commit_all(Store& store, const entries& data) {
     w.commit();
 }
 
-} // namespace crdtsync::testing::laws
+} // namespace testing::laws
+CRDTSYNC_END_NAMESPACE
+} // namespace crdtsync
 
 // ---------------------------------------------------------------------------
 // The laws.
@@ -576,7 +591,7 @@ TEST_CASE_TEMPLATE_DEFINE("kv_store law: committed data survives reopening (pers
         {
             auto store = factory.open();
             entries data;
-            for (int i = 0; i < 500; ++i) data.emplace_back(numbered("key", 1000 + i), std::string(i, 'x'));
+            for (int i = 0; i < 500; ++i) data.emplace_back(numbered("key", 1000 + i), std::string(static_cast<std::size_t>(i), 'x'));
             commit_all(*store, data);
             {
                 auto w = store->write();
