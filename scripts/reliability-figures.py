@@ -28,7 +28,7 @@ while args:
 
 crash = re.compile(r'MESSAGE: (\d+) kills survived, (\d+) operations reported before them, (\d+) snapshot loads')
 faults = re.compile(r'MESSAGE: fault points tried: (\d+)')
-counted = re.compile(r'MESSAGE: (truncation lengths tried|garbage page trials|garbage record trials): (\d+)')
+counted = re.compile(r'MESSAGE: (truncation lengths tried|garbage page trials|garbage page trials that crashed \(without verify_on_open\)|garbage page trials with verify_on_open|garbage record trials): (\d+)')
 
 kills = ops = loads = points = 0
 storage = {}
@@ -52,7 +52,8 @@ print(f'reliability figures ({where}):')
 print(f'  SIGKILL crash trials: {kills} kills survived, {ops} operations reported before them, '
       f'{loads} snapshot loads interrupted and completed')
 print(f'  store fault points tried (a failure at each store call of apply, local writes, prunes, peer updates): {points}')
-for what in ('truncation lengths tried', 'garbage page trials', 'garbage record trials'):
+for what in ('truncation lengths tried', 'garbage page trials', 'garbage page trials that crashed (without verify_on_open)',
+             'garbage page trials with verify_on_open', 'garbage record trials'):
     print(f'  storage faults, {what}: {storage.get(what, "not reported")}')
 if fuzz_log and os.path.exists(fuzz_log):
     for line in open(fuzz_log, encoding='utf-8', errors='replace'):

@@ -61,6 +61,9 @@ std::unique_ptr<crdtsync::lmdb_store> open_store(const fs::path& file, bool dura
     crdtsync::lmdb_options o;
     o.path = file.string();
     o.sync = durable ? crdtsync::lmdb_sync::durable : crdtsync::lmdb_sync::no_sync;
+    // Every open after a kill walks the whole file (lmdb_store::verify):
+    // a file LMDB left by a killed process must always pass it.
+    o.verify_on_open = true;
     return std::make_unique<crdtsync::lmdb_store>(o);
 }
 

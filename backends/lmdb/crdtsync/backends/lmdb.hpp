@@ -13,10 +13,14 @@
 /// (up to `lmdb_options::max_map_size`) before the next `write()`, so the
 /// caller can retry the transaction. A full disk is `errc::storage_full` too.
 ///
-/// A damaged file (truncated, overwritten, not an LMDB file) is refused when
-/// opened with `storage_error` and `errc::corrupt`, rather than read through
-/// the map: LMDB trusts its metadata, and reading a page the metadata counts
-/// but a truncated file lacks kills the process with SIGBUS. See docs/store.md.
+/// A damaged file (truncated, its header overwritten, not an LMDB file) is
+/// refused when opened with `storage_error` and `errc::corrupt`, rather than
+/// read through the map: LMDB trusts its metadata, and reading a page the
+/// metadata counts but a truncated file lacks kills the process with SIGBUS.
+/// Pages overwritten inside the file are refused at open too with
+/// `lmdb_options::verify_on_open` (a walk of the whole file; off by default
+/// for its cost), and can crash the process inside LMDB without it; see
+/// docs/store.md, "Damage inside the pages".
 ///
 /// Threading: a `lmdb_store` and all its transactions are used by one thread
 /// at a time. Several processes may open the same file; one process opens a
@@ -41,6 +45,7 @@
 #include <lmdb.h>
 
 #include <crdtsync/backends/detail/lmdb_handles.hpp>
+#include <crdtsync/backends/detail/lmdb_verify.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/store.hpp>
 #include <crdtsync/version.hpp>
@@ -85,6 +90,23 @@ struct lmdb_options {
     unsigned max_readers = 126;
     /// Permissions of newly created files.
     unsigned file_mode = 0644;
+    /// Check the whole file's structure when opening it, as
+    /// `lmdb_store::verify` does: a page overwritten with garbage then gives
+    /// `storage_error` with `errc::corrupt` at open instead of crashing the
+    /// process later inside LMDB. Reads every page in use once (about the
+    /// time of reading the file; docs/store.md has figures), so it is off by
+    /// default; turn it on where a damaged file is likely (removable or
+    /// unreliable storage, files copied in by users) or opening is rare.
+    bool verify_on_open = false;
+};
+
+/// What `lmdb_store::verify` walked in a sound file.
+struct lmdb_verify_counts {
+    std::uint64_t pages = 0;     ///< pages of the snapshot: its last page number + 1 (two are meta pages)
+    std::uint64_t in_use = 0;    ///< pages of the trees (branch, leaf and overflow pages)
+    std::uint64_t free = 0;      ///< pages listed as free space
+    std::uint64_t entries = 0;   ///< entries of the main database
+    std::uint64_t databases = 0; ///< named databases (a `lmdb_store` itself makes none)
 };
 
 /// A persistent `kv_store` over LMDB.
@@ -152,6 +174,20 @@ public:
         }
     }
 
+    /// Checks the structure of the whole file as of now, reading it with
+    /// `pread` rather than through LMDB (LMDB keeps no checksums and trusts
+    /// every page, so a damaged one can crash the process): every page of
+    /// every tree (the main database, named databases, duplicates, the
+    /// free-space list) is inside the file, of the kind its place needs,
+    /// with its nodes inside it and its keys in order, and every page is
+    /// used exactly once. Throws `storage_error` with `errc::corrupt` naming
+    /// the first damaged page and what is wrong with it (`errc::storage`
+    /// when the file cannot be read). Reads every page in use once, inside
+    /// a read transaction; may run while other processes write. It checks
+    /// structure, not values: wrong bytes inside a value are left to the
+    /// replica's decoders.
+    lmdb_verify_counts verify() { return walk_file(); }
+
     /// The current map size in bytes.
     [[nodiscard]] std::size_t map_size() const noexcept { return map_size_; }
 
@@ -214,6 +250,7 @@ private:
             raise_open_failure(rc);
         }
         check_file_size();
+        if (options_.verify_on_open) verify_at_open();
         refresh_map_size();
         if (const std::size_t wanted = round_to_pages(options_.map_size); map_size_ < wanted) {
             detail::lmdb_check(mdb_env_set_mapsize(env, wanted), "setting the map size" + where);
@@ -317,6 +354,51 @@ private:
                                          ", so it was truncated (a copy or restore cut short, a file system "
                                          "repair) and reading it would crash the process; " +
                                          std::string(restore_advice));
+    }
+
+    // The structural walk of lmdb_verify.hpp, over the snapshot of a read
+    // transaction held meanwhile (so that no writer reuses its pages).
+    // Before the transaction began, another process may have committed;
+    // after it, the snapshot's meta page is rewritten only by two more
+    // commits, and then the walk starts again on a newer snapshot.
+    [[nodiscard]] lmdb_verify_counts walk_file() {
+        MDB_env* env = env_.get();
+        const std::string where = " of '" + options_.path + "'";
+        MDB_stat stat{};
+        detail::lmdb_check(mdb_env_stat(env, &stat), "reading the metadata" + where);
+        mdb_filehandle_t fd{};
+        detail::lmdb_check(mdb_env_get_fd(env, &fd), "getting the file" + where);
+        const std::size_t max_key = static_cast<std::size_t>(mdb_env_get_maxkeysize(env));
+        detail::lmdb_walk_result result;
+        for (int attempt = 0; attempt < 4; ++attempt) {
+            const detail::lmdb_txn txn = begin(MDB_RDONLY, "opening a transaction to verify the file");
+            struct ::stat st {};
+            if (::fstat(fd, &st) != 0) detail::raise(errc::storage, "cannot stat '" + options_.path + "'");
+            result = detail::lmdb_walker(fd, static_cast<std::uint64_t>(st.st_size), stat.ms_psize,
+                                         static_cast<std::uint64_t>(mdb_txn_id(txn.get())), max_key)
+                         .run();
+            if (!result.retry) break;
+        }
+        if (result.code) {
+            const std::string head = "LMDB store '" + options_.path + "' ";
+            if (*result.code == errc::storage) detail::raise(errc::storage, head + "could not be verified: " + result.problem);
+            detail::raise(errc::corrupt, head + "is damaged: " + result.problem +
+                                             (result.retry ? " (the file changed under every attempt to check it)" : "") +
+                                             "; " + std::string(restore_advice));
+        }
+        return {result.counts.pages, result.counts.in_use, result.counts.free, result.counts.entries,
+                result.counts.databases};
+    }
+
+    // lmdb_options::verify_on_open: a damaged file is refused before LMDB
+    // reads any page of it but the metas.
+    void verify_at_open() {
+        try {
+            (void)walk_file();
+        } catch (const error&) {
+            env_.close();
+            throw;
+        }
     }
 
     // Raises the failure `rc` of the LMDB operation `what` on this store's
