@@ -96,14 +96,14 @@ public:
         std::function<Replica*(std::string_view id)> open_database;
         /// Checks a handshake's credentials: an error message refuses it
         /// (`AUTH_FAILED`). Unset: everyone is admitted.
-        std::function<std::optional<std::string>(const msg::handshake&)> authenticate;
-        /// Asked after a session's `apply_changes` committed, with the
-        /// replica's position after it (`last`): true holds the
-        /// `apply_result` until the host calls `release(database, up_to)`
+        std::function<std::optional<std::string>(const msg::handshake&)> authenticate{};
+        /// Asked after every `apply_changes` of a session committed, with
+        /// the replica's position after it (`last`): true holds the
+        /// `apply_result` until the host calls `release(database_id, up_to)`
         /// with `up_to >= last` (a cluster node answers only once what it
         /// accepted is also acknowledged elsewhere). Held results leave in
         /// the order they were held. Unset: every result is sent at once.
-        std::function<bool(std::string_view database, std::uint64_t last)> hold_result;
+        std::function<bool(std::string_view database_id, std::uint64_t last)> hold_result{};
     };
 
     /// One session, as /status shows it.
@@ -225,11 +225,11 @@ public:
     [[nodiscard]] const sync_server_stats& stats() const noexcept { return stats_; }
     [[nodiscard]] const session_options& options() const noexcept { return opts_; }
 
-    /// Sends the `apply_result`s of database `database` that `hold_result`
+    /// Sends the `apply_result`s of database `database_id` that `hold_result`
     /// held for positions up to `up_to` (all of them with the largest
     /// `std::uint64_t`). Results of sessions that closed meanwhile are gone.
-    void release(std::string_view database, std::uint64_t up_to) {
-        auto it = databases_.find(database);
+    void release(std::string_view database_id, std::uint64_t up_to) {
+        auto it = databases_.find(database_id);
         if (it == databases_.end()) return;
         const auto members = it->second.members;
         for (auto id : members) {
@@ -459,8 +459,11 @@ private:
         stats_.skipped += reply.result.skipped;
         stats_.conflicts += reply.result.conflicts;
         stats_.rejected += reply.result.rejected.size();
-        // A result waits behind the ones held before it, so they stay in order.
-        if (!s.held.empty() || (hooks_.hold_result && hooks_.hold_result(s.database_id, last)))
+        // The hook hears of every apply (a cluster node publishes what it
+        // added); a result waits behind the ones held before it, so they
+        // stay in order.
+        const bool hold = hooks_.hold_result && hooks_.hold_result(s.database_id, last);
+        if (hold || !s.held.empty())
             s.held.emplace_back(last, wire::encode(message{reply}));
         else
             send(s, reply);
