@@ -972,7 +972,8 @@ def cluster_nats_unreachable(env):
     wait_until(lambda: 2 in ids(env, 'n2/notes'), 30, 'node 2 has the row accepted during the outage')
     wait_until(lambda: caught_up(n1) and caught_up(n2), 20, 'both caught up')
     check(state(env, 'n1/notes') == state(env, 'n2/notes'), 'the nodes are identical')
-    check(stop(n1) == 0 and stop(n2) == 0, 'serve exits 0')
+    codes = [stop(n1), stop(n2)]
+    check(codes == [0, 0], 'serve exits 0', codes, env.log('n1')[-1500:], env.log('n2')[-1500:])
 
 
 def main():

@@ -136,6 +136,14 @@ private:
     std::thread thread_;
 };
 
+/// A fetched stream message, as the server's thread merges it (the NATS
+/// message itself stays with the consumer thread, which acknowledges it).
+struct fetched {
+    std::uint64_t seq = 0;     ///< its stream sequence (0: no JetStream metadata)
+    std::uint64_t pending = 0; ///< messages after it for this consumer
+    std::string data;
+};
+
 struct snapshot_head {
     std::string gen;
     std::uint64_t chunks = 0;
@@ -196,6 +204,7 @@ struct cluster_node::impl {
         std::string why; // what the node waits for, in `waiting`
         clock_type::time_point retry_at{};
         bool preparing = false;          // a prepare job is out
+        bool stream_ready = false;       // the stream exists (publishing may start)
         std::uint64_t known = 0;         // the replica's position after the last change this thread saw
         std::deque<outgoing> out;        // accepted here, not yet acknowledged by the stream
         bool publishing = false;         // out.front() is with the publisher
@@ -216,7 +225,7 @@ struct cluster_node::impl {
         // counters
         std::uint64_t published_msgs = 0, published_facts = 0, publish_errors = 0;
         std::uint64_t consumed_msgs = 0, consumed_facts = 0, applied_facts = 0, bad_msgs = 0, rejected_sets = 0;
-        std::uint64_t local_acks = 0, bootstraps = 0, snapshots_published = 0;
+        std::uint64_t local_acks = 0, bootstraps = 0, snapshots_published = 0, oversized = 0;
         std::string last_error;
     };
 
@@ -229,11 +238,11 @@ struct cluster_node::impl {
     std::map<std::string, std::shared_ptr<link>, std::less<>> links;
     std::unique_ptr<worker> pub;
     std::atomic<bool> connected{false};
+    std::atomic<std::uint64_t> connections{0}; // times the link (re)connected, counted by NATS's callbacks
     std::atomic<bool> stopped{false};
     bool was_connected = false;
     clock_type::time_point discover_at{};
     bool discovering = false;
-    std::uint64_t reconnects = 0;
 
     impl(cluster_options o, host hh) : opts(std::move(o)), h(std::move(hh)) {
         if (opts.replicas < 1 || opts.replicas > 5) fail(exit_code::usage, "--cluster-replicas must be 1 to 5 (JetStream's limit)");
@@ -257,6 +266,7 @@ struct cluster_node::impl {
         const auto s = natsConnection_Connect(&nc, nopts);
         if (s == NATS_OK) {
             connected = true;
+            ++connections;
         } else if (s == NATS_NOT_YET_CONNECTED) {
             spdlog::error("cluster: cannot reach NATS at {} yet; serving this node's clients and retrying (what they write "
                           "is acknowledged by this node alone until NATS answers, then published)",
@@ -281,7 +291,10 @@ struct cluster_node::impl {
         return out;
     }
 
-    static void on_connected(natsConnection*, void* self) { static_cast<impl*>(self)->connected = true; }
+    static void on_connected(natsConnection*, void* self) {
+        auto* me = static_cast<impl*>(self);
+        if (!me->connected.exchange(true)) ++me->connections;
+    }
     static void on_disconnected(natsConnection*, void* self) { static_cast<impl*>(self)->connected = false; }
 
     void stop() {
@@ -300,6 +313,9 @@ struct cluster_node::impl {
         nc = nullptr;
         if (nopts) natsOptions_Destroy(nopts);
         nopts = nullptr;
+        // The client library's own threads (its callbacks reach this
+        // object) end before it goes; one cluster link per process.
+        (void)nats_CloseAndWait(2000);
     }
 
     // Posts `f` to the server's thread unless the node stopped meanwhile.
@@ -348,12 +364,42 @@ struct cluster_node::impl {
                 }
                 continue;
             }
-            outgoing o;
-            o.last = from;
-            for (const auto& cs : d.change_sets) o.facts += cs.changes.size() + cs.migrations.size();
-            o.payload = crdtsync::wire::encode_change_sets(d.change_sets);
-            l.out.push_back(std::move(o));
+            split_into(l, d.change_sets, from);
         }
+    }
+
+    // Queues change sets as messages that fit NATS's max_payload: halves
+    // until each fits. The last message carries the position `last`; the
+    // others that of the one before it, so a position is published only
+    // with all it covers. A single change set too large for NATS cannot
+    // travel: it is reported, counted and left out (this node keeps it).
+    void split_into(link& l, std::span<const crdtsync::change_set> sets, std::uint64_t last) {
+        auto payload = crdtsync::wire::encode_change_sets(sets);
+        const auto limit = max_payload();
+        if (payload.size() > limit && sets.size() > 1) {
+            const auto half = sets.size() / 2;
+            split_into(l, sets.first(half), l.out.empty() ? l.published : l.out.back().last);
+            split_into(l, sets.subspan(half), last);
+            return;
+        }
+        if (payload.size() > limit) {
+            ++l.oversized;
+            ++l.publish_errors;
+            l.last_error = "a change set of " + std::to_string(payload.size()) + " bytes is larger than NATS's max_payload (" +
+                           std::to_string(limit) + "): other nodes do not get it through the stream";
+            spdlog::error("cluster: database {}: {}", l.id, l.last_error);
+            return;
+        }
+        outgoing o;
+        o.last = last;
+        for (const auto& cs : sets) o.facts += cs.changes.size() + cs.migrations.size();
+        o.payload = std::move(payload);
+        l.out.push_back(std::move(o));
+    }
+    std::size_t max_payload() const {
+        const auto n = nc ? natsConnection_GetMaxPayload(nc) : 0;
+        // Headers and the message id travel in the same frame.
+        return static_cast<std::size_t>(n > 0 ? n : 1 << 20) - 1024;
     }
 
     // Creates or finds the stream, reads the newest snapshot's head, and
@@ -465,6 +511,8 @@ struct cluster_node::impl {
     // when the stream no longer holds what it needs (retention).
     void decide(const std::shared_ptr<link>& l, std::uint64_t first, std::uint64_t last, std::optional<snapshot_head> head) {
         l->stream_last = last;
+        l->stream_ready = true;
+        pump(l);
         const bool stream_has_next = last == 0 || first <= l->received + 1;
         const bool usable_head = head && head->node != l->rep_site && head->stream_seq + 1 >= first &&
                                  head->stream_seq > l->received;
@@ -507,13 +555,14 @@ struct cluster_node::impl {
 
     void load(const std::shared_ptr<link>& l, const snapshot_head& head, const std::vector<std::string>& chunks) {
         auto& rep = *l->rep;
-        const bool fresh = rep.position() == 0;
+        // Nothing of this node's own waits to be published: what the load
+        // adds is in the stream already.
+        const bool fresh = rep.position() == 0 || (l->out.empty() && l->published == l->known);
         try {
             crdtsync::snapshot_loader<replica_t> loader(rep);
             for (const auto& c : chunks) loader.push(crdtsync::wire::decode<crdtsync::snapshot_chunk>(c));
             if (!loader.done()) throw std::runtime_error("the snapshot ended before its footer");
             rep.set_peer_received(l->csite, head.stream_seq);
-            // What the snapshot brought is in the stream already.
             if (fresh) rep.set_peer_sent(l->csite, rep.position());
         } catch (const std::exception& e) {
             return wait(*l, std::string("the snapshot of node ") + head.node + " did not load: " + e.what(), 5s);
@@ -631,20 +680,42 @@ struct cluster_node::impl {
                 continue;
             }
             // The batch is merged on the server's thread; this thread waits
-            // (bounded memory: one batch at a time per database).
-            auto msgs = std::make_shared<std::vector<natsMsg*>>(list.Msgs, list.Msgs + list.Count);
-            free(list.Msgs); // the list's array; the messages are now ours
-            // The answer: 0 to stop, else the stream sequence merged up to.
-            auto done = std::make_shared<std::promise<std::uint64_t>>();
+            // (bounded memory: one batch at a time per database), then
+            // acknowledges what was merged and frees the messages itself, so
+            // none outlives the NATS library at a shutdown.
+            auto batch = std::make_shared<std::vector<fetched>>();
+            for (int i = 0; i < list.Count; ++i) {
+                fetched f;
+                jsMsgMetaData* meta = nullptr;
+                if (natsMsg_GetMetaData(&meta, list.Msgs[i]) == NATS_OK) {
+                    f.seq = meta->Sequence.Stream;
+                    f.pending = meta->NumPending;
+                    jsMsgMetaData_Destroy(meta);
+                }
+                f.data.assign(natsMsg_GetData(list.Msgs[i]), static_cast<std::size_t>(natsMsg_GetDataLength(list.Msgs[i])));
+                batch->push_back(std::move(f));
+            }
+            // The answer: how many of the batch were merged (or were known),
+            // the stream sequence merged up to, and whether to go on (not
+            // after a gap: the node re-bootstraps).
+            struct answer {
+                std::size_t acks = 0;
+                std::uint64_t upto = 0;
+                bool keep = false;
+            };
+            auto done = std::make_shared<std::promise<answer>>();
             auto fut = done->get_future();
-            h.post([this, l, msgs, done] {
-                std::uint64_t merged = 0;
-                if (!stopped && merge(l, *msgs)) merged = l->received;
-                for (auto* m : *msgs) natsMsg_Destroy(m);
-                msgs->clear();
-                done->set_value(merged);
+            h.post([this, l, batch, done] {
+                answer r;
+                if (!stopped) {
+                    bool gap = false;
+                    r.acks = merge(l, *batch, gap);
+                    r.upto = l->received;
+                    r.keep = !gap;
+                }
+                done->set_value(r);
             });
-            std::uint64_t merged = 0;
+            answer merged;
             for (;;) {
                 if (fut.wait_for(100ms) == std::future_status::ready) {
                     merged = fut.get();
@@ -652,8 +723,15 @@ struct cluster_node::impl {
                 }
                 if (*stop_flag || stopped) break;
             }
-            if (merged == 0) break;
-            start = merged + 1; // where a re-subscribe continues
+            for (std::size_t i = 0; i < merged.acks && i < static_cast<std::size_t>(list.Count); ++i)
+                (void)natsMsg_Ack(list.Msgs[i], nullptr);
+            const bool failed = merged.keep && merged.acks < static_cast<std::size_t>(list.Count);
+            natsMsgList_Destroy(&list);
+            if (!merged.keep) break;
+            start = merged.upto + 1; // where a re-subscribe continues
+            // A merge that failed (the store): the rest comes again after
+            // the ack wait.
+            if (failed) std::this_thread::sleep_for(500ms);
         }
         if (sub) {
             natsSubscription_Unsubscribe(sub); // the durable consumer stays
@@ -661,42 +739,45 @@ struct cluster_node::impl {
         }
     }
 
-    // The server's thread: merges a fetched batch in stream order.
-    bool merge(const std::shared_ptr<link>& l, const std::vector<natsMsg*>& msgs) {
+    // The server's thread: merges a fetched batch in stream order; returns
+    // how many messages (from the first) are merged or were merged before,
+    // which the consumer thread then acknowledges.
+    std::size_t merge(const std::shared_ptr<link>& l, const std::vector<fetched>& batch, bool& gap) {
         auto& rep = *l->rep;
-        for (auto* m : msgs) {
-            jsMsgMetaData* meta = nullptr;
-            if (natsMsg_GetMetaData(&meta, m) != NATS_OK) continue;
-            const auto seq = meta->Sequence.Stream;
-            const auto pending = meta->NumPending;
-            jsMsgMetaData_Destroy(meta);
-            l->stream_last = std::max(l->stream_last, seq + pending);
+        std::size_t done = 0;
+        for (const auto& m : batch) {
+            const auto seq = m.seq;
+            if (seq == 0) { // not a JetStream message: nothing to merge
+                ++done;
+                continue;
+            }
+            l->stream_last = std::max(l->stream_last, seq + m.pending);
             if (seq <= l->received) { // merged before (a redelivery)
-                (void)natsMsg_Ack(m, nullptr);
+                ++done;
                 continue;
             }
             if (seq > l->received + 1 && l->received > 0) {
                 // The stream dropped messages this node had not merged.
                 spdlog::warn("cluster: database {}: the stream skipped from sequence {} to {} (retention): re-bootstrapping",
                              l->id, l->received, seq);
+                gap = true;
                 auto self = l;
                 to_server([this, self] {
                     stop_consumer(*self);
                     prepare(self);
                 });
-                return false;
+                return done;
             }
             ++l->consumed_msgs;
             std::vector<crdtsync::change_set> sets;
             try {
-                sets = crdtsync::wire::decode_change_sets(
-                    std::string_view(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))));
+                sets = crdtsync::wire::decode_change_sets(m.data);
             } catch (const crdtsync::error& e) {
                 ++l->bad_msgs;
                 spdlog::error("cluster: database {}: stream message {} does not decode ({}); skipped", l->id, seq, e.message());
                 rep.set_peer_received(l->csite, seq);
                 l->received = seq;
-                (void)natsMsg_Ack(m, nullptr);
+                ++done;
                 continue;
             }
             crdtsync::delta d;
@@ -717,16 +798,16 @@ struct cluster_node::impl {
                 // A store failure: the message is not acknowledged and comes again.
                 spdlog::error("cluster: database {}: cannot merge stream message {}: {}", l->id, seq, e.message());
                 l->last_error = e.message();
-                return false;
+                return done;
             }
             // What the merge added is in the stream already: when nothing of
             // this node's own was waiting, apply_from marked it published.
             l->known = rep.position();
             if (nothing_pending) l->published = l->known;
             l->received = seq;
-            (void)natsMsg_Ack(m, nullptr);
+            ++done;
         }
-        return true;
+        return done;
     }
 
     // ------------------------------------------------------------ publishing
@@ -750,7 +831,7 @@ struct cluster_node::impl {
 
     void pump(const std::shared_ptr<link>& l) {
         if (l->publishing || l->out.empty() || !connected || stopped) return;
-        if (l->ph == phase::preparing && l->preparing) return; // the stream may not exist yet
+        if (!l->stream_ready) return; // the stream may not exist yet
         if (clock_type::now() < l->publish_retry_at) return;
         l->publishing = true;
         const auto last = l->out.front().last;
@@ -881,7 +962,6 @@ struct cluster_node::impl {
         const bool up = connected;
         if (up != was_connected) {
             if (up) {
-                ++reconnects;
                 spdlog::info("cluster: connected to NATS; publishing what was accepted meanwhile");
             } else {
                 spdlog::warn("cluster: lost NATS; clients of this node are acknowledged by this node alone until it is back");
@@ -973,7 +1053,8 @@ struct cluster_node::impl {
         metric("crdtsync_cluster_connected", "gauge", "1 while the node is connected to NATS.");
         out << "crdtsync_cluster_connected " << (connected ? 1 : 0) << "\n";
         metric("crdtsync_cluster_reconnects_total", "counter", "Times the node got NATS back after losing it.");
-        out << "crdtsync_cluster_reconnects_total " << reconnects << "\n";
+        const auto n = connections.load();
+        out << "crdtsync_cluster_reconnects_total " << (n > 0 ? n - 1 : 0) << "\n";
         struct per {
             const char* name;
             const char* type;
