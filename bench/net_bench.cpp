@@ -18,40 +18,22 @@
 //
 //   crdtsync_net_bench [--only e2e,latency,connections] [--runs N] [--changes N]
 //                      [--seconds S] [--clients N] [--idle N] [--in-flight N] [--dir D]
-#include <crdtsync/backends/lmdb.hpp>
-#include <crdtsync/crdtsync.hpp>
-#include <crdtsync/sync_client.hpp>
 #include <crdtsync/sync_server.hpp>
-#include <crdtsync/transports/websocket.hpp>
 
-#include "harness.hpp"
+#include "net_harness.hpp"
 #include "workload.hpp"
 
-#include <poll.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <signal.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <iostream>
-#include <memory>
 #include <random>
 #include <set>
-#include <string>
-#include <vector>
 
 namespace {
 namespace fs = std::filesystem;
 namespace ws = crdtsync::websocket;
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using replica = crdtsync::replica<crdtsync::lmdb_store>;
-using crdtsync_bench::check;
+using replica = crdtsync_bench::lmdb_replica;
+using namespace crdtsync_bench;
 
 struct options {
     std::set<std::string> only;
@@ -64,80 +46,12 @@ struct options {
     fs::path dir;
 };
 
-std::int64_t mono_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-// ---- processes and the pipes between them
-
-struct channel {
-    int fd[2]{-1, -1};
-    channel() { check(::pipe(fd) == 0, "pipe"); }
-    void put(std::int64_t x) const { check(::write(fd[1], &x, sizeof x) == sizeof x, "write to pipe"); }
-    /// Waits at most two minutes: a child that died never writes.
-    std::int64_t get() const {
-        pollfd p{fd[0], POLLIN, 0};
-        check(::poll(&p, 1, 120'000) == 1, "no word from a child process in two minutes (did it fail?)");
-        std::int64_t x = 0;
-        check(::read(fd[0], &x, sizeof x) == sizeof x, "read from pipe (a child died?)");
-        return x;
-    }
-};
-
-template <class Fn>
-pid_t spawn(Fn&& fn) {
-    std::cout.flush();
-    const pid_t pid = ::fork();
-    check(pid >= 0, "fork");
-    if (pid == 0) {
-        int rc = 0;
-        try {
-            fn();
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "child: %s\n", e.what());
-            rc = 1;
-        }
-        std::_Exit(rc);
-    }
-    return pid;
-}
-
-void reap(pid_t pid, const char* who) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    check(WIFEXITED(status) && WEXITSTATUS(status) == 0, std::string(who) + " failed");
-}
-
-void more_files() {
-    rlimit r{};
-    if (::getrlimit(RLIMIT_NOFILE, &r) == 0) {
-        r.rlim_cur = r.rlim_max;
-        ::setrlimit(RLIMIT_NOFILE, &r);
-    }
-}
-
-std::unique_ptr<crdtsync::lmdb_store> open_store(const fs::path& file) {
-    crdtsync::lmdb_options o;
-    o.path = file.string();
-    o.map_size = std::size_t(1) << 30;
-    o.sync = crdtsync::lmdb_sync::durable;
-    return std::make_unique<crdtsync::lmdb_store>(o);
-}
-
 std::int64_t resident_kib(pid_t pid) {
     const auto line = crdtsync_bench::first_line_matching(("/proc/" + std::to_string(pid) + "/status").c_str(), "VmRSS:");
     return line == "?" ? -1 : std::atoll(line.c_str()); // "12345 kB"
 }
 
 volatile std::sig_atomic_t stop_requested = 0;
-
-std::int64_t cpu_us() {
-    rusage u{};
-    ::getrusage(RUSAGE_SELF, &u);
-    return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1'000'000 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
-}
 
 /// The server process: one database "bench" on LMDB, until SIGTERM. Tells
 /// its port on `ready`, and the CPU time it used on `cpu` (if given).
@@ -157,30 +71,6 @@ void run_server(const fs::path& file, const channel& ready, const channel* cpu =
         sessions.tick(std::chrono::steady_clock::now());
     }
     if (cpu) cpu->put(cpu_us());
-}
-
-std::string url_of(std::int64_t port) { return "ws://127.0.0.1:" + std::to_string(port) + "/sync/ws"; }
-
-/// Connects a sync_client.
-void connect_client(asio::io_context& io, crdtsync::sync_client<replica>& client, const std::string& url) {
-    ws::connect(io, url, {}, [&](boost::system::error_code ec, std::shared_ptr<ws::connection> c) {
-        check(!ec, "connect failed: " + ec.message());
-        client.attach(c);
-    });
-}
-/// Runs `io` until `done`.
-template <class Done>
-void run_until(asio::io_context& io, const crdtsync::sync_client<replica>& client, Done&& done) {
-    while (!done()) {
-        check(client.state() != crdtsync::sync_state::failed, "session refused");
-        io.run_one_for(20ms);
-    }
-}
-/// Connects a sync_client and runs until `done`.
-template <class Done>
-void run_client(asio::io_context& io, crdtsync::sync_client<replica>& client, const std::string& url, Done&& done) {
-    connect_client(io, client, url);
-    run_until(io, client, done);
 }
 
 // ---- end to end
@@ -278,12 +168,7 @@ e2e_result end_to_end(const options& o, int run) {
 
 // ---- latency
 
-struct latency_result {
-    double p50_ms = 0, p99_ms = 0, max_ms = 0;
-    std::size_t samples = 0;
-};
-
-latency_result latency(const options& o) {
+latency_summary latency(const options& o) {
     const fs::path dir = o.dir / "latency";
     fs::remove_all(dir);
     fs::create_directories(dir);
@@ -297,17 +182,9 @@ latency_result latency(const options& o) {
         kids.push_back(spawn([&, i] {
             auto store = open_store(dir / ("c" + std::to_string(i) + ".mdb"));
             replica rep{*store};
-            rep.create_table(crdtsync::table_def{"ping"}
-                                 .column("id", crdtsync::column_type::integer, false)
-                                 .column("t", crdtsync::column_type::integer)
-                                 .primary_key({"id"}));
+            rep.create_table(ping_table());
             std::vector<std::int64_t> lat;
-            rep.on_remote_change([&](const crdtsync::remote_change& rc) {
-                const auto now = mono_ns();
-                for (const auto& c : rc.applied)
-                    if (const auto* cc = std::get_if<crdtsync::column_change>(&c); cc && cc->column == "t")
-                        lat.push_back(now - cc->val.as_integer());
-            });
+            record_latencies(rep, lat);
             crdtsync::sync_client<replica> client{rep, {.database_id = "bench"}};
             asio::io_context io;
             run_client(io, client, url, [&] { return client.synced(); });
@@ -325,30 +202,18 @@ latency_result latency(const options& o) {
                 }
                 io.run_one_for(1ms);
             }
-            auto& out = results[static_cast<std::size_t>(i)];
-            out.put(static_cast<std::int64_t>(lat.size()));
-            for (auto x : lat) out.put(x);
+            results[static_cast<std::size_t>(i)].put_all(lat);
         }));
     for (int i = 0; i < o.clients; ++i) (void)live.get();
     for (int i = 0; i < o.clients; ++i) go.put(1);
     std::vector<double> all;
-    for (auto& r : results) {
-        const auto n = r.get();
-        for (std::int64_t k = 0; k < n; ++k) all.push_back(static_cast<double>(r.get()) * 1e-6);
-    }
+    for (auto& r : results)
+        for (auto x : r.get_all()) all.push_back(static_cast<double>(x) * 1e-6);
     for (auto k : kids) reap(k, "latency client");
     ::kill(server, SIGTERM);
     reap(server, "server");
     fs::remove_all(dir);
-    std::sort(all.begin(), all.end());
-    latency_result r;
-    r.samples = all.size();
-    if (!all.empty()) {
-        r.p50_ms = all[all.size() / 2];
-        r.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
-        r.max_ms = all.back();
-    }
-    return r;
+    return latency_summary::of(std::move(all));
 }
 
 // ---- idle connections
@@ -415,11 +280,6 @@ connections_result connections(const options& o) {
     reap(server, "server");
     fs::remove_all(dir);
     return r;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
 }
 
 options parse(int argc, char** argv) {
