@@ -103,13 +103,22 @@ public:
     replica& operator=(const replica&) = delete;
 
     /// This replica's identity.
-    [[nodiscard]] const crdtsync::site_id& site_id() const noexcept { return site_; }
+    [[nodiscard]] const crdtsync::site_id& site_id() const noexcept {
+        const auto entered = check_.enter("replica::site_id");
+        return site_;
+    }
     [[nodiscard]] const replica_options& options() const noexcept { return opts_; }
     /// The latest local arrival sequence number: everything this replica holds
     /// is at or below it.
-    [[nodiscard]] std::uint64_t position() const noexcept { return last_seq_; }
+    [[nodiscard]] std::uint64_t position() const noexcept {
+        const auto entered = check_.enter("replica::position");
+        return last_seq_;
+    }
     /// The clock's last timestamp.
-    [[nodiscard]] const hlc& clock() const noexcept { return clock_.last(); }
+    [[nodiscard]] const hlc& clock() const noexcept {
+        const auto entered = check_.enter("replica::clock");
+        return clock_.last();
+    }
 
     // ---------------------------------------------------------------- schema
 
@@ -399,7 +408,10 @@ public:
     /// The lowest position a peer may hold and still receive a delta (the
     /// sender of the last snapshot loaded may hold a lower one, when only the
     /// load raised it: it lacks nothing the load removed).
-    [[nodiscard]] std::uint64_t gc_horizon() const noexcept { return gc_seq_; }
+    [[nodiscard]] std::uint64_t gc_horizon() const noexcept {
+        const auto entered = check_.enter("replica::gc_horizon");
+        return gc_seq_;
+    }
 
     // ---------------------------------------------------------------- events
 

@@ -74,7 +74,8 @@ public:
     /// Starts a snapshot of `r` as it is now.
     /// \throws usage_error when `chunk_entries` is 0.
     explicit snapshot_writer(const Replica& r, std::size_t chunk_entries = default_chunk_entries)
-        : rep_(r), txn_(r.store_.read()), chunk_(chunk_entries) {
+        : rep_(r), txn_(open_read(r)), chunk_(chunk_entries) {
+        const auto entered = rep_.check_.enter("snapshot_writer");
         start();
         header_.snapshot_id = detail::random_uuid();
         header_.version = clock_reading();
@@ -94,7 +95,8 @@ public:
     /// \throws snapshot_error when the checkpoint is not one of this
     /// replica's snapshots, names tables it lacks, or does not add up.
     snapshot_writer(const Replica& r, const snapshot_checkpoint& from, std::size_t chunk_entries = default_chunk_entries)
-        : rep_(r), txn_(r.store_.read()), chunk_(chunk_entries) {
+        : rep_(r), txn_(open_read(r)), chunk_(chunk_entries) {
+        const auto entered = rep_.check_.enter("snapshot_writer");
         start();
         check_checkpoint(from);
         header_.snapshot_id = from.snapshot_id;
@@ -183,6 +185,12 @@ public:
     [[nodiscard]] bool done() const noexcept { return phase_ == phase::done; }
 
 private:
+    // The read transaction, opened under the thread check (docs/reliability.md).
+    static auto open_read(const Replica& r) {
+        const auto entered = r.check_.enter("snapshot_writer");
+        return r.store_.read();
+    }
+
     enum class phase { header, migrations, table_start, cells, table_end, tombstones, footer, done };
 
     void start() {

@@ -12,8 +12,10 @@
 
 #include <crdtsync/replica_check.hpp>
 #include <crdtsync/replica_worker.hpp>
+#include <crdtsync/snapshot_writer.hpp>
 
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <csignal>
 #include <string>
@@ -234,6 +236,37 @@ TEST_CASE("debug builds stop the process when two threads are inside one replica
     CHECK(err.find("replica::rows was called on thread") != std::string::npos);
     CHECK(err.find("is inside replica::write") != std::string::npos);
     CHECK(err.find("one thread at a time") != std::string::npos);
+}
+
+TEST_CASE("the accessors and snapshot_writer's constructor are checked too") {
+    // Each second-thread call below stops the process while thread 1 is
+    // inside replica::write; one child per call.
+    const std::pair<const char*, std::function<void(crdtsync::replica<crdtsync::memory_store>&)>> calls[] = {
+        {"replica::position", [](auto& r) { (void)r.position(); }},
+        {"replica::site_id", [](auto& r) { (void)r.site_id(); }},
+        {"replica::clock", [](auto& r) { (void)r.clock(); }},
+        {"replica::gc_horizon", [](auto& r) { (void)r.gc_horizon(); }},
+        {"snapshot_writer", [](auto& r) { crdtsync::snapshot_writer<crdtsync::replica<crdtsync::memory_store>> w(r); }},
+    };
+    for (const auto& [name, call] : calls) {
+        const auto [status, err] = in_child([&, call = call] {
+            crdtsync::memory_store store;
+            crdtsync::replica rep(store);
+            rep.create_table(items_table());
+            std::atomic<bool> inside{false};
+            (void)rep.on_local_change([&](const crdtsync::local_change&) {
+                inside = true;
+                std::this_thread::sleep_for(std::chrono::seconds(10));
+            });
+            std::thread writer([&] { rep.write([](auto& tx) { tx.insert("items", item(1, 1)); }); });
+            while (!inside) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            call(rep);
+            ::_exit(0); // not reached
+        });
+        INFO(name, ": ", err);
+        CHECK(WIFSIGNALED(status));
+        CHECK(err.find(std::string(name) + " was called on thread") != std::string::npos);
+    }
 }
 
 TEST_CASE("the same thread may enter its replica again, from a listener") {

@@ -5,7 +5,7 @@
 ///
 /// A replica and its store are used by one thread at a time (docs/reliability.md,
 /// "Threading"). The public calls of `replica` that open a store transaction
-/// (and `snapshot_writer::next`, `snapshot_loader`, `check`) open a
+/// (and the accessors, `snapshot_writer`, `snapshot_loader`, `check`) open a
 /// `thread_check::scope`;
 /// when `CRDTSYNC_THREAD_CHECKS` is 1 (the default unless `NDEBUG` is defined)
 /// a second thread entering while the first is inside stops the process with a
