@@ -499,7 +499,7 @@ struct cluster_node::impl {
     }
 
     void wait(link& l, const std::string& why, clock_type::duration retry) {
-        if (l.ph != phase::waiting || l.why != why) spdlog::warn("cluster: database {}: {}; retrying", l.id, why);
+        if (l.why != why) spdlog::warn("cluster: database {}: {}; retrying", l.id, why); // once per reason
         l.ph = phase::waiting;
         l.why = why;
         l.last_error = why;
@@ -589,6 +589,7 @@ struct cluster_node::impl {
         stop_consumer(*l);
         l->ph = phase::live;
         l->why.clear();
+        l->last_error.clear();
         auto stop_flag = std::make_shared<std::atomic<bool>>(false);
         l->consumer_stop = stop_flag;
         l->consumer = std::thread([this, l, start, stop_flag] { consumer_loop(l, start, stop_flag); });
@@ -865,6 +866,7 @@ struct cluster_node::impl {
         }
         if (l->out.empty() || l->out.front().last != last) return; // cannot happen: one in flight per database
         ++l->published_msgs;
+        if (l->last_error.rfind("publish: ", 0) == 0) l->last_error.clear(); // it went through now
         l->published_facts += l->out.front().facts;
         l->out.pop_front();
         l->stream_last = std::max(l->stream_last, seq);

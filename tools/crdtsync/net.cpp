@@ -187,7 +187,7 @@ private:
             const auto dir = replica_dir((dir_ / id).string(), dir_use::create);
             database db;
             db.lock = std::make_unique<dir_lock>(dir, "serve");
-            db.replica = open_replica(dir);
+            db.replica = open_replica(dir, true); // a long-running server checks the file once
             keep_conflicts(db.replica->rep, dir, "[" + id + "] ");
             auto& rep = db.replica->rep;
             databases_.emplace(id, std::move(db));

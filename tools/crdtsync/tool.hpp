@@ -174,8 +174,13 @@ private:
 
 /// A replica over the LMDB store of a replica directory.
 struct local_replica {
-    explicit local_replica(const fs::path& d)
-        : dir(d), store(crdtsync::lmdb_options{(d / replica_file).string()}), rep(store) {}
+    explicit local_replica(const fs::path& d, bool verify = false)
+        : dir(d), store(options(d, verify)), rep(store) {}
+    static crdtsync::lmdb_options options(const fs::path& d, bool verify) {
+        crdtsync::lmdb_options o{(d / replica_file).string()};
+        o.verify_on_open = verify;
+        return o;
+    }
     fs::path dir;
     crdtsync::lmdb_store store;
     replica_t rep;
@@ -183,9 +188,12 @@ struct local_replica {
 
 /// Opens (or creates) the replica in `dir`; library errors become
 /// tool errors that name the directory.
-inline std::unique_ptr<local_replica> open_replica(const fs::path& dir) {
+/// `verify`: walk the LMDB file's structure first (lmdb_options::verify_on_open),
+/// so a damaged page is a `corrupt` error, not a crash; serve does, once per
+/// database it opens.
+inline std::unique_ptr<local_replica> open_replica(const fs::path& dir, bool verify = false) {
     try {
-        return std::make_unique<local_replica>(dir);
+        return std::make_unique<local_replica>(dir, verify);
     } catch (const crdtsync::error& e) {
         fail(code_of(e), "cannot open the replica in '" + dir.string() + "': " + e.message());
     }
