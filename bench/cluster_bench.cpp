@@ -252,6 +252,19 @@ std::optional<double> metric(const std::string& text, const std::string& name, c
     return std::stod(text.substr(at + key.size()));
 }
 
+/// A node's /status on one line (for the report of a stall).
+std::string status_line(const std::string& name, int port) {
+    std::string out;
+    bool space = false;
+    for (char c : http_get(port, "/status")) {
+        const bool ws = c == ' ' || c == '\n';
+        if (ws && space) continue;
+        space = ws;
+        out += c == '\n' ? ' ' : c;
+    }
+    return "    " + name + " /status: " + out + "\n";
+}
+
 /// CPU seconds (user + system) `pid` used so far.
 double cpu_of(pid_t pid) {
     const auto s = read_file("/proc/" + std::to_string(pid) + "/stat");
@@ -464,6 +477,7 @@ latency_step propagation(const options& o, const fs::path& dir, const program& f
     kids.reap_all("latency client");
     latency_step r;
     r.stalled = stalled;
+    if (stalled) std::cout << status_line(from.name, from.port) << status_line(to.name, to.port);
     r.rate = rate;
     r.missing = static_cast<std::size_t>(n) - std::min(ms.size(), static_cast<std::size_t>(n));
     r.lat = latency_summary::of(std::move(ms));
@@ -567,6 +581,8 @@ throughput_result throughput(const options& o, const fs::path& dir, const std::v
     r.cpu_nodes = cpu_servers() - nodes_cpu0;
     r.cpu_nats = nats ? cpu_of(nats->pid) - nats_cpu0 : 0.0;
     kids.reap_all("throughput writer");
+    if (stalled)
+        for (const auto* n : servers) std::cout << status_line(n->name, n->port);
     check(!stalled, "STALLED: a writer's last apply_results did not come in 20 s (its node holds them?)");
     r.seconds = static_cast<double>(t1 - t0) * 1e-9;
     r.facts_per_s = static_cast<double>(r.facts) / r.seconds;
