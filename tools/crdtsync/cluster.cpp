@@ -740,27 +740,63 @@ struct cluster_node::impl {
         }
     }
 
-    // The server's thread: merges a fetched batch in stream order; returns
-    // how many messages (from the first) are merged or were merged before,
-    // which the consumer thread then acknowledges.
+    // The server's thread: merges a fetched batch in stream order, in one
+    // transaction (one flush for up to `fetch_batch` messages) together with
+    // the stream position; returns how many messages (from the first) are
+    // merged or were merged before, which the consumer thread then
+    // acknowledges. `gap`: the stream skipped messages (retention).
     std::size_t merge(const std::shared_ptr<link>& l, const std::vector<fetched>& batch, bool& gap) {
         auto& rep = *l->rep;
-        std::size_t done = 0;
+        std::size_t done = 0;    // messages merged and committed
+        std::size_t waiting = 0; // messages in `d`, committed by `commit`
+        crdtsync::delta d;
+        std::uint64_t upto = l->received;
+        auto commit = [&]() -> bool {
+            if (waiting == 0) return true;
+            if (upto == l->received) { // only redeliveries: nothing to write
+                done += waiting;
+                waiting = 0;
+                return true;
+            }
+            d.next_position = upto;
+            const bool nothing_pending = l->out.empty() && l->published == l->known;
+            try {
+                const auto r = rep.apply_from(l->csite, d);
+                l->applied_facts += r.applied;
+                if (!r.rejected.empty()) {
+                    l->rejected_sets += r.rejected.size();
+                    spdlog::warn("cluster: database {}: stream messages up to {}: {} change set(s) refused here ({})", l->id,
+                                 upto, r.rejected.size(), r.rejected.front().reason);
+                    rep.set_peer_received(l->csite, upto);
+                }
+            } catch (const crdtsync::error& e) {
+                // A store failure: the messages are not acknowledged and come again.
+                spdlog::error("cluster: database {}: cannot merge stream messages up to {}: {}", l->id, upto, e.message());
+                l->last_error = e.message();
+                return false;
+            }
+            // What the merge added is in the stream already: when nothing of
+            // this node's own was waiting, apply_from marked it published.
+            l->known = rep.position();
+            if (nothing_pending) l->published = l->known;
+            l->received = upto;
+            done += waiting;
+            waiting = 0;
+            d.change_sets.clear();
+            return true;
+        };
         for (const auto& m : batch) {
             const auto seq = m.seq;
-            if (seq == 0) { // not a JetStream message: nothing to merge
-                ++done;
+            if (seq != 0) l->stream_last = std::max(l->stream_last, seq + m.pending);
+            if (seq == 0 || seq <= upto) { // not a JetStream message, or merged before (a redelivery)
+                ++waiting;
                 continue;
             }
-            l->stream_last = std::max(l->stream_last, seq + m.pending);
-            if (seq <= l->received) { // merged before (a redelivery)
-                ++done;
-                continue;
-            }
-            if (seq > l->received + 1 && l->received > 0) {
+            if (seq > upto + 1 && upto > 0) {
                 // The stream dropped messages this node had not merged.
+                if (!commit()) return done;
                 spdlog::warn("cluster: database {}: the stream skipped from sequence {} to {} (retention): re-bootstrapping",
-                             l->id, l->received, seq);
+                             l->id, upto, seq);
                 gap = true;
                 auto self = l;
                 to_server([this, self] {
@@ -770,44 +806,20 @@ struct cluster_node::impl {
                 return done;
             }
             ++l->consumed_msgs;
-            std::vector<crdtsync::change_set> sets;
+            ++waiting;
+            upto = seq;
             try {
-                sets = crdtsync::wire::decode_change_sets(m.data);
+                auto sets = crdtsync::wire::decode_change_sets(m.data);
+                for (auto& cs : sets) {
+                    l->consumed_facts += cs.changes.size() + cs.migrations.size();
+                    d.change_sets.push_back(std::move(cs));
+                }
             } catch (const crdtsync::error& e) {
                 ++l->bad_msgs;
                 spdlog::error("cluster: database {}: stream message {} does not decode ({}); skipped", l->id, seq, e.message());
-                rep.set_peer_received(l->csite, seq);
-                l->received = seq;
-                ++done;
-                continue;
             }
-            crdtsync::delta d;
-            d.next_position = seq;
-            for (const auto& cs : sets) l->consumed_facts += cs.changes.size() + cs.migrations.size();
-            d.change_sets = std::move(sets);
-            const bool nothing_pending = l->out.empty() && l->published == l->known;
-            try {
-                const auto r = rep.apply_from(l->csite, d);
-                l->applied_facts += r.applied;
-                if (!r.rejected.empty()) {
-                    l->rejected_sets += r.rejected.size();
-                    spdlog::warn("cluster: database {}: stream message {}: {} change set(s) refused here ({})", l->id, seq,
-                                 r.rejected.size(), r.rejected.front().reason);
-                    rep.set_peer_received(l->csite, seq);
-                }
-            } catch (const crdtsync::error& e) {
-                // A store failure: the message is not acknowledged and comes again.
-                spdlog::error("cluster: database {}: cannot merge stream message {}: {}", l->id, seq, e.message());
-                l->last_error = e.message();
-                return done;
-            }
-            // What the merge added is in the stream already: when nothing of
-            // this node's own was waiting, apply_from marked it published.
-            l->known = rep.position();
-            if (nothing_pending) l->published = l->known;
-            l->received = seq;
-            ++done;
         }
+        (void)commit();
         return done;
     }
 
