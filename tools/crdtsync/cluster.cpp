@@ -34,8 +34,9 @@ constexpr const char* snapshot_bucket = "crdtsync-snapshots";
 constexpr std::size_t facts_per_message = 1000;
 /// Messages a consumer fetches at once.
 constexpr int fetch_batch = 256;
-/// How long an unacknowledged message waits before JetStream delivers it again.
-constexpr auto ack_wait = 2s;
+/// How long an unacknowledged message waits before JetStream delivers it again
+/// (a re-subscribe recreates the consumer at the replica's position anyway).
+constexpr auto ack_wait = 30s;
 
 std::string status_text(natsStatus s) {
     std::string t = natsStatus_GetText(s);
@@ -191,6 +192,7 @@ struct cluster_node::impl {
         std::uint64_t last = 0; // this node's position the message covers up to
         std::string payload;    // the change sets, as the wire writes them
         std::size_t facts = 0;
+        std::string msg_id;     // Nats-Msg-Id: unique per message (a retry reuses it)
     };
 
     // One database's link. Fields without a comment belong to the server's
@@ -198,7 +200,7 @@ struct cluster_node::impl {
     struct link {
         std::string id, enc, stream, subject, durable;
         replica_t* rep = nullptr;
-        std::string rep_site; // the replica's site id as text (read by the publisher thread)
+        std::string rep_site; // the replica's site id as text (read by the other threads)
         crdtsync::site_id csite;
         phase ph = phase::preparing;
         std::string why; // what the node waits for, in `waiting`
@@ -226,6 +228,7 @@ struct cluster_node::impl {
         std::uint64_t published_msgs = 0, published_facts = 0, publish_errors = 0;
         std::uint64_t consumed_msgs = 0, consumed_facts = 0, applied_facts = 0, bad_msgs = 0, rejected_sets = 0;
         std::uint64_t local_acks = 0, bootstraps = 0, snapshots_published = 0, oversized = 0;
+        std::uint64_t queued_msgs = 0; // numbers the message ids
         std::string last_error;
     };
 
@@ -234,9 +237,11 @@ struct cluster_node::impl {
     natsOptions* nopts = nullptr;
     natsConnection* nc = nullptr;
     jsCtx* js = nullptr;
-    kvStore* kv = nullptr; // the publisher thread's
+    kvStore* kv = nullptr; // the admin thread's
     std::map<std::string, std::shared_ptr<link>, std::less<>> links;
-    std::unique_ptr<worker> pub;
+    std::unique_ptr<worker> pub; // publishes, in order; nothing else, so nothing slow delays a client's result
+    std::unique_ptr<worker> adm; // streams, snapshots (the KV bucket), discovery
+    const std::string nonce = crdtsync::site_id::generate().to_text().substr(0, 8);
     std::atomic<bool> connected{false};
     std::atomic<std::uint64_t> connections{0}; // times the link (re)connected, counted by NATS's callbacks
     std::atomic<bool> stopped{false};
@@ -279,6 +284,7 @@ struct cluster_node::impl {
         jo.Wait = 2000;
         check(natsConnection_JetStream(&js, nc, &jo), "JetStream context");
         pub = std::make_unique<worker>();
+        adm = std::make_unique<worker>();
         if (connected) spdlog::info("cluster: connected to NATS at {}", join(opts.servers));
         was_connected = connected;
     }
@@ -301,6 +307,7 @@ struct cluster_node::impl {
         if (stopped.exchange(true)) return;
         for (auto& [id, l] : links) stop_consumer(*l);
         if (pub) pub->stop();
+        if (adm) adm->stop();
         for (auto& [id, l] : links) persist_published(*l);
         if (kv) kvStore_Destroy(kv);
         kv = nullptr;
@@ -394,6 +401,10 @@ struct cluster_node::impl {
         o.last = last;
         for (const auto& cs : sets) o.facts += cs.changes.size() + cs.migrations.size();
         o.payload = std::move(payload);
+        // The process's random nonce and a counter: a retry of this message
+        // is dropped by JetStream as a duplicate, no other message ever is
+        // (split messages share their position, a restart regroups).
+        o.msg_id = l.rep_site + "-" + nonce + "-" + std::to_string(++l.queued_msgs);
         l.out.push_back(std::move(o));
     }
     std::size_t max_payload() const {
@@ -403,12 +414,12 @@ struct cluster_node::impl {
     }
 
     // Creates or finds the stream, reads the newest snapshot's head, and
-    // decides where the node continues (on the publisher thread, then here).
+    // decides where the node continues (on the admin thread, then here).
     void prepare(const std::shared_ptr<link>& l) {
         if (l->preparing || stopped) return;
         l->preparing = true;
         l->ph = phase::preparing;
-        pub->post([this, l] {
+        adm->post([this, l] {
             std::uint64_t first = 0, last = 0;
             std::optional<snapshot_head> head;
             std::string error;
@@ -426,7 +437,7 @@ struct cluster_node::impl {
         });
     }
 
-    // Publisher thread.
+    // The admin thread.
     std::string ensure_stream(link& l, std::uint64_t& first, std::uint64_t& last) {
         jsStreamInfo* si = nullptr;
         jsErrCode je = static_cast<jsErrCode>(0);
@@ -458,7 +469,7 @@ struct cluster_node::impl {
         return {};
     }
 
-    // Publisher thread: the bucket, created on first use.
+    // The admin thread: the bucket, created on first use.
     bool open_bucket(std::string& error) {
         if (kv) return true;
         auto s = js_KeyValue(&kv, js, snapshot_bucket);
@@ -479,7 +490,7 @@ struct cluster_node::impl {
         return true;
     }
 
-    // Publisher thread.
+    // The admin thread.
     std::optional<snapshot_head> read_head(link& l) {
         std::string error;
         if (!open_bucket(error)) return std::nullopt;
@@ -532,7 +543,7 @@ struct cluster_node::impl {
 
     void bootstrap(const std::shared_ptr<link>& l, snapshot_head head) {
         l->ph = phase::bootstrapping;
-        pub->post([this, l, head] {
+        adm->post([this, l, head] {
             std::vector<std::string> chunks;
             std::string error;
             for (std::uint64_t i = 0; i < head.chunks && error.empty(); ++i) {
@@ -595,24 +606,18 @@ struct cluster_node::impl {
         l->consumer = std::thread([this, l, start, stop_flag] { consumer_loop(l, start, stop_flag); });
     }
 
-    // The consumer thread: a durable pull consumer per node and database.
+    // The consumer thread: the node's durable pull consumer of the stream,
+    // (re)created at the replica's own position `start` each time it
+    // subscribes. The replica's position is the truth (it is written with
+    // the merge); a consumer left from before could deliver new messages
+    // ahead of the unacknowledged ones it redelivers, which would look like
+    // a gap.
     natsSubscription* subscribe(link& l, std::uint64_t start, std::string& error) {
         jsConsumerInfo* ci = nullptr;
         jsErrCode je = static_cast<jsErrCode>(0);
-        auto s = js_GetConsumerInfo(&ci, js, l.stream.c_str(), l.durable.c_str(), nullptr, &je);
-        if (s == NATS_OK) {
-            // A durable consumer that acknowledged messages this replica does
-            // not hold (the replica was replaced) starts over where the
-            // replica is; one behind it only delivers duplicates.
-            const bool ahead = ci->AckFloor.Stream >= start;
-            jsConsumerInfo_Destroy(ci);
-            ci = nullptr;
-            if (ahead) {
-                (void)js_DeleteConsumer(js, l.stream.c_str(), l.durable.c_str(), nullptr, &je);
-                s = NATS_NOT_FOUND;
-            }
-        }
-        if (s == NATS_NOT_FOUND) {
+        (void)js_DeleteConsumer(js, l.stream.c_str(), l.durable.c_str(), nullptr, &je); // gone already is fine
+        natsStatus s = NATS_OK;
+        {
             jsConsumerConfig cc;
             jsConsumerConfig_Init(&cc);
             cc.Durable = l.durable.c_str();
@@ -620,12 +625,8 @@ struct cluster_node::impl {
             cc.AckWait = std::chrono::duration_cast<std::chrono::nanoseconds>(ack_wait).count();
             cc.FilterSubject = l.subject.c_str();
             cc.MaxAckPending = 4 * fetch_batch;
-            if (start > 1) {
-                cc.DeliverPolicy = js_DeliverByStartSequence;
-                cc.OptStartSeq = start;
-            } else {
-                cc.DeliverPolicy = js_DeliverAll;
-            }
+            cc.DeliverPolicy = js_DeliverByStartSequence;
+            cc.OptStartSeq = std::max<std::uint64_t>(start, 1);
             s = js_AddConsumer(&ci, js, l.stream.c_str(), &cc, nullptr, &je);
             if (ci) jsConsumerInfo_Destroy(ci);
         }
@@ -730,9 +731,14 @@ struct cluster_node::impl {
             natsMsgList_Destroy(&list);
             if (!merged.keep) break;
             start = merged.upto + 1; // where a re-subscribe continues
-            // A merge that failed (the store): the rest comes again after
-            // the ack wait.
-            if (failed) std::this_thread::sleep_for(500ms);
+            // A merge that failed (the store): subscribe again from the
+            // replica's position, so the rest comes again in order.
+            if (failed) {
+                natsSubscription_Unsubscribe(sub);
+                natsSubscription_Destroy(sub);
+                sub = nullptr;
+                std::this_thread::sleep_for(500ms);
+            }
         }
         if (sub) {
             natsSubscription_Unsubscribe(sub); // the durable consumer stays
@@ -792,7 +798,7 @@ struct cluster_node::impl {
                 ++waiting;
                 continue;
             }
-            if (seq > upto + 1 && upto > 0) {
+            if (seq > upto + 1) {
                 // The stream dropped messages this node had not merged.
                 if (!commit()) return done;
                 spdlog::warn("cluster: database {}: the stream skipped from sequence {} to {} (retention): re-bootstrapping",
@@ -848,21 +854,24 @@ struct cluster_node::impl {
         if (clock_type::now() < l->publish_retry_at) return;
         l->publishing = true;
         const auto last = l->out.front().last;
-        auto payload = l->out.front().payload; // a copy: the queue stays this thread's
-        pub->post([this, l, last, payload = std::move(payload)] {
+        auto payload = l->out.front().payload; // copies: the queue stays this thread's
+        auto msg_id = l->out.front().msg_id;
+        pub->post([this, l, last, payload = std::move(payload), msg_id = std::move(msg_id)] {
             natsMsg* m = nullptr;
             auto s = natsMsg_Create(&m, l->subject.c_str(), nullptr, payload.data(), static_cast<int>(payload.size()));
             // The message id lets JetStream drop a retry of a publish whose
             // acknowledgement was lost (its duplicate window).
-            const auto msg_id = l->rep_site + "-" + std::to_string(last);
             if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
             jsPubAck* ack = nullptr;
             jsErrCode je = static_cast<jsErrCode>(0);
             if (s == NATS_OK) s = js_PublishMsg(&ack, js, m, nullptr, &je);
             std::uint64_t seq = ack ? ack->Sequence : 0;
+            const bool duplicate = ack && ack->Duplicate;
             if (ack) jsPubAck_Destroy(ack);
             if (m) natsMsg_Destroy(m);
             std::string error = s == NATS_OK ? std::string() : status_text(s);
+            if (duplicate) // a retry whose first try was stored (ids are never reused)
+                spdlog::debug("cluster: database {}: message {} was already in the stream (sequence {})", l->id, msg_id, seq);
             to_server([this, l, last, seq, error] { published(l, last, seq, error); });
         });
     }
@@ -925,7 +934,7 @@ struct cluster_node::impl {
         l->snapshot_out = true;
         const auto seq = l->received;
         const auto old_gen = l->snapshot_gen;
-        pub->post([this, l, chunks = std::move(chunks), gen, seq, old_gen] {
+        adm->post([this, l, chunks = std::move(chunks), gen, seq, old_gen] {
             std::string error;
             if (open_bucket(error)) {
                 for (std::size_t i = 0; i < chunks.size() && error.empty(); ++i) {
@@ -986,11 +995,18 @@ struct cluster_node::impl {
             // A result held too long (or NATS gone): the client gets the
             // local commit's acknowledgement; publishing goes on.
             const auto timeout = std::chrono::duration<double>(opts.ack_timeout_seconds);
-            if (!l->holds.empty() && (!up || now - l->holds.front().second > timeout)) {
+            if (!up && !l->holds.empty()) {
                 l->local_acks += l->holds.size();
                 l->holds.clear();
                 h.release(id, std::numeric_limits<std::uint64_t>::max());
             }
+            std::uint64_t expired = 0; // positions rise with the holds: release up to the last expired
+            while (!l->holds.empty() && now - l->holds.front().second > timeout) {
+                expired = l->holds.front().first;
+                l->holds.pop_front();
+                ++l->local_acks;
+            }
+            if (expired) h.release(id, expired);
             if (l->ph == phase::waiting && now >= l->retry_at) prepare(l);
             pump(l);
             persist_published(*l);
@@ -1003,7 +1019,7 @@ struct cluster_node::impl {
     void discover() {
         discovering = true;
         discover_at = clock_type::now() + 2s;
-        pub->post([this] {
+        adm->post([this] {
             std::vector<std::string> ids;
             jsStreamNamesList* list = nullptr;
             jsErrCode je = static_cast<jsErrCode>(0);

@@ -16,7 +16,8 @@
 //     bootstraps from one when it is new or fell behind the stream's
 //     retention.
 // Everything but the NATS calls runs on the server's thread (the replica's
-// thread); NATS calls run on one publisher thread and one consumer thread
+// thread); NATS calls run on a publisher thread (publishes only), an admin
+// thread (streams, snapshots, discovery) and one consumer thread
 // per database, which hand their results back through `host::post`.
 
 #include "tool.hpp"
