@@ -174,6 +174,34 @@ def http_get(url):
         return r.status, r.headers.get('Content-Type'), r.read().decode()
 
 
+def concurrent_random_writes(env, names, rounds, keys):
+    """Each replica of `names` runs `rounds` random inserts, updates and deletes
+    of `keys` task ids (crdtsync exec), all replicas at once; the seed is
+    printed (CRDTSYNC_TEST_SEED replays it)."""
+    seed = int(os.environ.get('CRDTSYNC_TEST_SEED', random.randrange(1 << 30)))
+    print('  seed %d' % seed)
+
+    def writer(n, seed):
+        rnd = random.Random(seed)
+        for i in range(rounds):
+            k = rnd.randrange(keys)
+            op = rnd.choice(['insert', 'update', 'update', 'delete'])
+            if op == 'insert':
+                sql = "INSERT INTO tasks VALUES (%d, '%s%d', NULL)" % (k, n, i)
+            elif op == 'update':
+                sql = "UPDATE tasks SET %s WHERE id = %d" % (rnd.choice(["title = '%s%d'" % (n, i), 'done = TRUE', 'done = FALSE']), k)
+            else:
+                sql = "DELETE FROM tasks WHERE id = %d" % k
+            r = env.run('exec', '--data', env.path(n), sql)
+            assert r.returncode in (0, 4), r.stderr  # 4: the key exists (insert)
+            time.sleep(rnd.random() * 0.05)
+    threads = [threading.Thread(target=writer, args=(n, seed + i)) for i, n in enumerate(names)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 TASKS = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT NULL, done BOOLEAN NULL)"
 
 # ---------------------------------------------------------------- local
@@ -664,27 +692,7 @@ def random_writes_converge(env):
         env.spawn(n, 'sync', '--data', env.path(n), '--server', s.url, '--db', 'notes', '--watch', '--retry-max', '1')
     wait_until(lambda: all(dump_json(env, n) and 'main.tasks' in dump_json(env, n) for n in names), 15, 'the table everywhere')
 
-    def writer(n, seed):
-        rnd = random.Random(seed)
-        for i in range(12):
-            k = rnd.randrange(8)
-            op = rnd.choice(['insert', 'update', 'update', 'delete'])
-            if op == 'insert':
-                sql = "INSERT INTO tasks VALUES (%d, '%s%d', NULL)" % (k, n, i)
-            elif op == 'update':
-                sql = "UPDATE tasks SET %s WHERE id = %d" % (rnd.choice(["title = '%s%d'" % (n, i), 'done = TRUE', 'done = FALSE']), k)
-            else:
-                sql = "DELETE FROM tasks WHERE id = %d" % k
-            r = env.run('exec', '--data', env.path(n), sql)
-            assert r.returncode in (0, 4), r.stderr  # 4: the key exists (insert)
-            time.sleep(rnd.random() * 0.05)
-    seed = int(os.environ.get('CRDTSYNC_TEST_SEED', random.randrange(1 << 30)))
-    print('  seed %d' % seed)
-    threads = [threading.Thread(target=writer, args=(n, seed + i)) for i, n in enumerate(names)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    concurrent_random_writes(env, names, rounds=12, keys=8)
     wait_until(lambda: len({state(env, n) for n in names}) == 1, 20, 'three identical replicas')
     check(state(env, 'a') == state(env, 'server/notes'), 'the server equals the clients')
     check(stop(s) == 0, 'serve exits 0')
@@ -846,28 +854,7 @@ def cluster_three_nodes_converge(env):
                   '--retry-max', '1')
     wait_until(lambda: all(dump_json(env, c) and 'main.tasks' in dump_json(env, c) for c in names), 20,
                'the table at every client')
-    seed = int(os.environ.get('CRDTSYNC_TEST_SEED', random.randrange(1 << 30)))
-    print('  seed %d' % seed)
-
-    def writer(c, seed):
-        rnd = random.Random(seed)
-        for i in range(15):
-            k = rnd.randrange(10)
-            op = rnd.choice(['insert', 'update', 'update', 'delete'])
-            if op == 'insert':
-                sql = "INSERT INTO tasks VALUES (%d, '%s%d', NULL)" % (k, c, i)
-            elif op == 'update':
-                sql = "UPDATE tasks SET %s WHERE id = %d" % (rnd.choice(["title = '%s%d'" % (c, i), 'done = TRUE']), k)
-            else:
-                sql = "DELETE FROM tasks WHERE id = %d" % k
-            r = env.run('exec', '--data', env.path(c), sql)
-            assert r.returncode in (0, 4), r.stderr
-            time.sleep(rnd.random() * 0.05)
-    threads = [threading.Thread(target=writer, args=(c, seed + i)) for i, c in enumerate(names)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    concurrent_random_writes(env, names, rounds=15, keys=10)
     wait_until(lambda: len({state(env, c) for c in names}) == 1, 30, 'three identical clients')
     wait_until(lambda: all(caught_up(s) for s in nodes), 20, 'every node caught up')
     final = state(env, 'a')

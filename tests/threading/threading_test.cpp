@@ -213,23 +213,30 @@ std::pair<int, std::string> in_child(Body body) {
 
 } // namespace
 
-TEST_CASE("debug builds stop the process when two threads are inside one replica at once") {
-    const auto [status, err] = in_child([] {
+/// In a forked child: thread 1 stays inside replica::write (in a listener)
+/// until the process ends, and this thread calls `call` on the replica
+/// meanwhile, which must stop the process. Returns how the child ended and
+/// its stderr.
+template <class Call>
+std::pair<int, std::string> call_while_another_thread_writes(Call call) {
+    return in_child([&] {
         crdtsync::memory_store store;
         crdtsync::replica rep(store);
         rep.create_table(items_table());
         std::atomic<bool> inside{false};
-        // Thread 1 stays inside replica::write (in a listener) until the
-        // process ends; thread 2 reads meanwhile.
         (void)rep.on_local_change([&](const crdtsync::local_change&) {
             inside = true;
             std::this_thread::sleep_for(std::chrono::seconds(10));
         });
         std::thread writer([&] { rep.write([](auto& tx) { tx.insert("items", item(1, 1)); }); });
         while (!inside) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        (void)rep.rows("items");
-        ::_exit(0);  // not reached: the read above stops the process
+        call(rep);
+        ::_exit(0); // not reached: the call above stops the process
     });
+}
+
+TEST_CASE("debug builds stop the process when two threads are inside one replica at once") {
+    const auto [status, err] = call_while_another_thread_writes([](auto& rep) { (void)rep.rows("items"); });
     CHECK(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGABRT);
     INFO(err);
@@ -239,8 +246,7 @@ TEST_CASE("debug builds stop the process when two threads are inside one replica
 }
 
 TEST_CASE("the accessors and snapshot_writer's constructor are checked too") {
-    // Each second-thread call below stops the process while thread 1 is
-    // inside replica::write; one child per call.
+    // One child per call, each made while thread 1 is inside replica::write.
     const std::pair<const char*, std::function<void(crdtsync::replica<crdtsync::memory_store>&)>> calls[] = {
         {"replica::position", [](auto& r) { (void)r.position(); }},
         {"replica::site_id", [](auto& r) { (void)r.site_id(); }},
@@ -249,22 +255,10 @@ TEST_CASE("the accessors and snapshot_writer's constructor are checked too") {
         {"snapshot_writer", [](auto& r) { crdtsync::snapshot_writer<crdtsync::replica<crdtsync::memory_store>> w(r); }},
     };
     for (const auto& [name, call] : calls) {
-        const auto [status, err] = in_child([&, call = call] {
-            crdtsync::memory_store store;
-            crdtsync::replica rep(store);
-            rep.create_table(items_table());
-            std::atomic<bool> inside{false};
-            (void)rep.on_local_change([&](const crdtsync::local_change&) {
-                inside = true;
-                std::this_thread::sleep_for(std::chrono::seconds(10));
-            });
-            std::thread writer([&] { rep.write([](auto& tx) { tx.insert("items", item(1, 1)); }); });
-            while (!inside) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            call(rep);
-            ::_exit(0); // not reached
-        });
+        const auto [status, err] = call_while_another_thread_writes(call);
         INFO(name, ": ", err);
         CHECK(WIFSIGNALED(status));
+        CHECK(WTERMSIG(status) == SIGABRT);
         CHECK(err.find(std::string(name) + " was called on thread") != std::string::npos);
     }
 }
