@@ -3,7 +3,9 @@
 /// `table_def`: a table's definition (schema name, table name, columns with
 /// types, nullability and collation, a primary key of one or more columns),
 /// its canonical DDL text, and a parser for the DDL subset that travels in
-/// schema migrations (CREATE TABLE, ALTER TABLE ... ADD COLUMN).
+/// schema migrations (CREATE TABLE, ALTER TABLE ... ADD COLUMN). The other
+/// migration statements (DROP TABLE, RENAME, DROP / ALTER COLUMN, indexes)
+/// are in ddl.hpp.
 
 #include <algorithm>
 #include <cctype>
@@ -16,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include <crdtsync/detail/ddl_lexer.hpp>
 #include <crdtsync/detail/endian.hpp>
 #include <crdtsync/detail/unicode_lower.hpp>
 #include <crdtsync/error.hpp>
@@ -66,8 +69,96 @@ struct column_def {
     column_type type = column_type::any;
     bool nullable = true;
     collation coll = collation::binary;
+    /// A literal DEFAULT (as written: an integer default of a REAL column
+    /// stays an integer here). None: no default; `DEFAULT NULL` reads as
+    /// none. Only literals: an expression would differ per replica.
+    std::optional<value> default_value{};
     friend bool operator==(const column_def&, const column_def&) = default;
 };
+
+namespace detail {
+
+/// The column type a declared type name means (SQLite's affinity rules,
+/// plus BOOLEAN and JSON; an unknown name is ANY).
+[[nodiscard]] inline column_type column_type_from_name(std::string name) {
+    name = ddl_lexer::upper(std::move(name));
+    if (name.empty() || name == "ANY") return column_type::any;
+    if (name == "BOOLEAN" || name == "BOOL") return column_type::boolean;
+    if (name == "JSON") return column_type::json;
+    if (name.find("INT") != std::string::npos) return column_type::integer;
+    if (name.find("CHAR") != std::string::npos || name.find("CLOB") != std::string::npos ||
+        name.find("TEXT") != std::string::npos) return column_type::text;
+    if (name.find("BLOB") != std::string::npos) return column_type::blob;
+    if (name.find("REAL") != std::string::npos || name.find("FLOA") != std::string::npos ||
+        name.find("DOUB") != std::string::npos) return column_type::real;
+    return column_type::any;
+}
+
+/// Reads a declared type name (`VARCHAR(20)` reads as TEXT).
+[[nodiscard]] inline column_type parse_column_type(ddl_lexer& lx) {
+    auto name = lx.bare_word();
+    if (name.empty()) lx.fail("expected a type name");
+    if (lx.accept('(')) lx.skip_balanced();
+    return column_type_from_name(std::move(name));
+}
+
+/// Reads a collation name: BINARY, NOCASE or RTRIM.
+[[nodiscard]] inline collation parse_collation(ddl_lexer& lx, const std::string& where) {
+    lx.ws();
+    const auto at = lx.pos;
+    auto n = lx.identifier();
+    if (ddl_lexer::iequal(n, "NOCASE")) return collation::nocase;
+    if (ddl_lexer::iequal(n, "RTRIM")) return collation::rtrim;
+    if (ddl_lexer::iequal(n, "BINARY")) return collation::binary;
+    lx.pos = at; // the offset names the collation
+    lx.fail("unknown collation \"" + n + "\" in " + where);
+}
+
+/// Reads a DEFAULT literal (after the DEFAULT keyword); NULL reads as none.
+[[nodiscard]] inline std::optional<value> parse_default(ddl_lexer& lx, const std::string& column) {
+    auto v = lx.literal("the DEFAULT of column \"" + column + "\"");
+    if (v.is_null()) return std::nullopt;
+    return v;
+}
+
+/// Reads a column definition: `name [type] [NULL | NOT NULL] [PRIMARY KEY
+/// [ASC | DESC]] [COLLATE c] [DEFAULT literal] [UNIQUE] [CHECK (...)]`, the
+/// constraints in any order. Without NULL / NOT NULL a column is NOT NULL,
+/// as in Quereus. `is_key` is set by an inline PRIMARY KEY.
+[[nodiscard]] inline column_def parse_column_def(ddl_lexer& lx, bool& is_key, const std::string& table) {
+    column_def c;
+    c.name = lx.identifier();
+    c.nullable = false; // Quereus: NOT NULL unless declared NULL
+    static constexpr std::string_view constraint_words[] = {"NULL", "NOT", "PRIMARY", "COLLATE", "DEFAULT", "UNIQUE", "CHECK"};
+    auto is_constraint = [&] {
+        for (auto w : constraint_words) if (lx.peek_word(w)) return true;
+        return false;
+    };
+    if (!lx.at_column_end() && !is_constraint()) c.type = parse_column_type(lx);
+    while (!lx.at_column_end()) {
+        if (lx.accept_word("NULL")) c.nullable = true;
+        else if (lx.accept_word("NOT")) { lx.expect_word("NULL"); c.nullable = false; }
+        else if (lx.accept_word("PRIMARY")) {
+            lx.expect_word("KEY");
+            (void)(lx.accept_word("ASC") || lx.accept_word("DESC"));
+            is_key = true;
+        } else if (lx.accept_word("COLLATE")) {
+            c.coll = parse_collation(lx, "table " + table);
+        } else if (lx.accept_word("DEFAULT")) {
+            c.default_value = parse_default(lx, c.name);
+        } else if (lx.accept_word("CHECK")) {
+            // Checks do not change replication.
+            lx.expect('(');
+            lx.skip_balanced();
+        } else if (lx.accept_word("UNIQUE")) {
+        } else {
+            lx.fail("unexpected text in the definition of column \"" + c.name + "\"");
+        }
+    }
+    return c;
+}
+
+} // namespace detail
 
 /// A row for the dynamic API: column name -> value.
 using row = std::map<std::string, value, std::less<>>;
@@ -218,12 +309,15 @@ public:
 
     /// The canonical DDL, in the form Quereus writes:
     /// `CREATE TABLE "main"."t" ("id" INTEGER NOT NULL PRIMARY KEY, "x" TEXT NULL) USING store`.
+    /// A column's clauses come in Quereus's order (generateTableDDL): type,
+    /// NULL / NOT NULL, COLLATE, PRIMARY KEY, DEFAULT.
     [[nodiscard]] std::string to_ddl() const {
         std::string out = "CREATE TABLE " + quote(schema_) + "." + quote(name_) + " (";
         for (std::size_t i = 0; i < columns_.size(); ++i) {
             if (i) out += ", ";
-            out += column_ddl(columns_[i]);
+            out += column_ddl_head(columns_[i]);
             if (key_.size() == 1 && key_[0] == i) out += " PRIMARY KEY";
+            out += default_ddl(columns_[i]);
         }
         if (key_.size() > 1) {
             out += ", PRIMARY KEY (";
@@ -232,17 +326,15 @@ public:
         }
         return out + ") USING store";
     }
-    [[nodiscard]] static std::string column_ddl(const column_def& c) {
-        std::string out = quote(c.name) + " " + std::string(to_text(c.type)) + (c.nullable ? " NULL" : " NOT NULL");
-        if (c.coll != collation::binary) out += " COLLATE " + std::string(to_text(c.coll));
-        return out;
-    }
+    /// `"name" TYPE NULL|NOT NULL[ COLLATE c][ DEFAULT literal]`
+    [[nodiscard]] static std::string column_ddl(const column_def& c) { return column_ddl_head(c) + default_ddl(c); }
 
     /// Parses `CREATE TABLE [IF NOT EXISTS] [schema.]name (columns [, PRIMARY KEY (...)]) [USING module]`.
     /// Columns without NULL / NOT NULL are NOT NULL, as in Quereus.
     /// \throws schema_error (`errc::schema`) with the position of the problem.
+    /// A DEFAULT must be a literal (see `column_def::default_value`).
     [[nodiscard]] static table_def from_ddl(std::string_view ddl) {
-        lexer lx{ddl};
+        detail::ddl_lexer lx{ddl};
         lx.expect_word("CREATE");
         lx.expect_word("TABLE");
         if (lx.accept_word("IF")) { lx.expect_word("NOT"); lx.expect_word("EXISTS"); }
@@ -262,7 +354,7 @@ public:
                 lx.expect(')');
             } else {
                 bool is_key = false;
-                t.columns_.push_back(parse_column(lx, is_key, t.qualified_name()));
+                t.columns_.push_back(detail::parse_column_def(lx, is_key, t.qualified_name()));
                 if (t.find_column(t.columns_.back().name) != t.columns_.size() - 1)
                     lx.fail("duplicate column \"" + t.columns_.back().name + "\"");
                 if (is_key) key.push_back(t.columns_.back().name);
@@ -286,14 +378,14 @@ public:
         column_def column;
     };
     [[nodiscard]] static add_column_ddl parse_add_column(std::string_view ddl) {
-        lexer lx{ddl};
+        detail::ddl_lexer lx{ddl};
         lx.expect_word("ALTER");
         lx.expect_word("TABLE");
         auto [schema, name] = lx.qualified_name();
         lx.expect_word("ADD");
         (void)lx.accept_word("COLUMN");
         bool is_key = false;
-        add_column_ddl out{schema.empty() ? "main" : schema, name, parse_column(lx, is_key, name)};
+        add_column_ddl out{schema.empty() ? "main" : schema, name, detail::parse_column_def(lx, is_key, name)};
         if (is_key) lx.fail("an added column cannot be part of the primary key");
         lx.expect_end();
         return out;
@@ -318,140 +410,14 @@ public:
     }
 
 private:
-    struct lexer {
-        std::string_view s;
-        std::size_t pos = 0;
-
-        [[noreturn]] void fail(const std::string& why) const {
-            detail::raise(errc::schema, "DDL: " + why + " at offset " + std::to_string(pos) + " in \"" +
-                                            std::string(s.substr(0, 200)) + "\"");
-        }
-        void ws() { while (pos < s.size() && std::isspace(static_cast<unsigned char>(s[pos]))) ++pos; }
-        bool accept(char c) { ws(); if (pos < s.size() && s[pos] == c) { ++pos; return true; } return false; }
-        void expect(char c) { if (!accept(c)) fail(std::string("expected '") + c + "'"); }
-        void expect_end() { ws(); if (pos != s.size()) fail("unexpected trailing text"); }
-        std::string bare_word() {
-            ws();
-            std::size_t b = pos;
-            while (pos < s.size() && (std::isalnum(static_cast<unsigned char>(s[pos])) || s[pos] == '_')) ++pos;
-            return std::string(s.substr(b, pos - b));
-        }
-        static bool iequal(std::string_view a, std::string_view b) {
-            return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-                       return std::toupper(static_cast<unsigned char>(x)) == std::toupper(static_cast<unsigned char>(y));
-                   });
-        }
-        bool peek_word(std::string_view w) {
-            auto save = pos;
-            auto got = bare_word();
-            pos = save;
-            return iequal(got, w);
-        }
-        bool accept_word(std::string_view w) {
-            auto save = pos;
-            if (iequal(bare_word(), w)) return true;
-            pos = save;
-            return false;
-        }
-        void expect_word(std::string_view w) { if (!accept_word(w)) fail("expected " + std::string(w)); }
-        std::string identifier() {
-            ws();
-            if (pos < s.size() && (s[pos] == '"' || s[pos] == '`' || s[pos] == '[')) {
-                const char close = s[pos] == '[' ? ']' : s[pos];
-                ++pos;
-                std::string out;
-                for (;;) {
-                    if (pos >= s.size()) fail("unterminated quoted identifier");
-                    if (s[pos] == close) {
-                        if (close != ']' && pos + 1 < s.size() && s[pos + 1] == close) { out += close; pos += 2; continue; }
-                        ++pos;
-                        return out;
-                    }
-                    out += s[pos++];
-                }
-            }
-            auto w = bare_word();
-            if (w.empty()) fail("expected an identifier");
-            return w;
-        }
-        std::pair<std::string, std::string> qualified_name() {
-            auto first = identifier();
-            if (accept('.')) return {first, identifier()};
-            return {"", first};
-        }
-        void skip_balanced() {
-            int depth = 1;
-            while (pos < s.size() && depth > 0) {
-                if (s[pos] == '(') ++depth;
-                else if (s[pos] == ')') --depth;
-                ++pos;
-            }
-            if (depth) fail("unbalanced parentheses");
-        }
-        bool at_column_end() { ws(); return pos >= s.size() || s[pos] == ',' || s[pos] == ')'; }
-    };
-
-    static column_type type_from_name(std::string name) {
-        for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        if (name.empty() || name == "ANY") return column_type::any;
-        if (name == "BOOLEAN" || name == "BOOL") return column_type::boolean;
-        if (name == "JSON") return column_type::json;
-        if (name.find("INT") != std::string::npos) return column_type::integer;
-        if (name.find("CHAR") != std::string::npos || name.find("CLOB") != std::string::npos ||
-            name.find("TEXT") != std::string::npos) return column_type::text;
-        if (name.find("BLOB") != std::string::npos) return column_type::blob;
-        if (name.find("REAL") != std::string::npos || name.find("FLOA") != std::string::npos ||
-            name.find("DOUB") != std::string::npos) return column_type::real;
-        return column_type::any;
+    [[nodiscard]] static std::string column_ddl_head(const column_def& c) {
+        std::string out = quote(c.name) + " " + std::string(to_text(c.type)) + (c.nullable ? " NULL" : " NOT NULL");
+        if (c.coll != collation::binary) out += " COLLATE " + std::string(to_text(c.coll));
+        return out;
     }
-
-    static column_def parse_column(lexer& lx, bool& is_key, const std::string& table) {
-        column_def c;
-        c.name = lx.identifier();
-        c.nullable = false; // Quereus: NOT NULL unless declared NULL
-        static constexpr std::string_view constraint_words[] = {"NULL", "NOT", "PRIMARY", "COLLATE", "DEFAULT", "UNIQUE", "CHECK"};
-        auto is_constraint = [&] {
-            for (auto w : constraint_words) if (lx.peek_word(w)) return true;
-            return false;
-        };
-        if (!lx.at_column_end() && !is_constraint()) {
-            c.type = type_from_name(lx.bare_word());
-            if (lx.accept('(')) lx.skip_balanced(); // VARCHAR(20)
-        }
-        while (!lx.at_column_end()) {
-            if (lx.accept_word("NULL")) c.nullable = true;
-            else if (lx.accept_word("NOT")) { lx.expect_word("NULL"); c.nullable = false; }
-            else if (lx.accept_word("PRIMARY")) {
-                lx.expect_word("KEY");
-                (void)(lx.accept_word("ASC") || lx.accept_word("DESC"));
-                is_key = true;
-            } else if (lx.accept_word("COLLATE")) {
-                auto n = lx.identifier();
-                if (lexer::iequal(n, "NOCASE")) c.coll = collation::nocase;
-                else if (lexer::iequal(n, "RTRIM")) c.coll = collation::rtrim;
-                else if (lexer::iequal(n, "BINARY")) c.coll = collation::binary;
-                else lx.fail("unknown collation \"" + n + "\" in table " + table);
-            } else if (lx.accept_word("DEFAULT") || lx.accept_word("CHECK")) {
-                // Defaults and checks do not change replication; skip one term.
-                if (lx.accept('(')) lx.skip_balanced();
-                else {
-                    lx.ws();
-                    if (lx.pos < lx.s.size() && lx.s[lx.pos] == '\'') {
-                        ++lx.pos;
-                        while (lx.pos < lx.s.size() && !(lx.s[lx.pos] == '\'' && (lx.pos + 1 >= lx.s.size() || lx.s[lx.pos + 1] != '\''))) lx.pos += lx.s[lx.pos] == '\'' ? std::size_t{2} : std::size_t{1};
-                        ++lx.pos;
-                    } else {
-                        (void)lx.accept('-');
-                        if (lx.bare_word().empty()) lx.fail("expected a default value");
-                        if (lx.accept('.')) (void)lx.bare_word();
-                    }
-                }
-            } else if (lx.accept_word("UNIQUE")) {
-            } else {
-                lx.fail("unexpected text in the definition of column \"" + c.name + "\"");
-            }
-        }
-        return c;
+    [[nodiscard]] static std::string default_ddl(const column_def& c) {
+        if (!c.default_value || c.default_value->is_null()) return {};
+        return " DEFAULT " + detail::ddl_lexer::literal_text(*c.default_value);
     }
 
     std::string schema_ = "main";
