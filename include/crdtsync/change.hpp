@@ -113,15 +113,28 @@ struct rejection {
 ///   the cell, the tombstone or the table's drop), and it was no conflict;
 /// - conflicts: it met a different concurrent value of the same cell; the
 ///   HLC order resolved it either way (see docs/semantics.md).
+///
+/// A change set held for a table or column this replica does not know yet
+/// (`unknown_table_policy::hold`) counts its column changes and deletes in
+/// `held` (its migrations apply at once); when a later apply releases it,
+/// that apply counts them among its applied, skipped and conflicts, and in
+/// `released`. So `applied + skipped + conflicts + held` equals the facts of
+/// the accepted change sets plus `released`.
 struct [[nodiscard]] apply_result {
     std::uint64_t applied = 0;
     std::uint64_t skipped = 0;
     std::uint64_t conflicts = 0;
     std::uint64_t transactions = 0; ///< change sets accepted
     std::vector<rejection> rejected; ///< change sets rejected whole (nothing of them applied)
-    /// wire `unknownTable`: how many changes were in change sets rejected for
-    /// naming an unknown table (each rejection names the table).
+    /// wire `unknownTable`: how many changes were in change sets that named an
+    /// unknown table, whether held, ignored or rejected (each rejection names
+    /// the table).
     std::optional<std::uint64_t> unknown_table;
+    /// Column changes and deletes held (not on the wire).
+    std::uint64_t held = 0;
+    /// Column changes and deletes of earlier held change sets this apply
+    /// released (not on the wire).
+    std::uint64_t released = 0;
     friend bool operator==(const apply_result&, const apply_result&) = default;
 };
 

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include <crdtsync/change.hpp>
+#include <crdtsync/detail/change_set_record.hpp>
 #include <crdtsync/detail/layout.hpp>
 #include <crdtsync/detail/thread_check.hpp>
 #include <crdtsync/detail/storable.hpp>
@@ -168,9 +169,14 @@ public:
     void write(F&& body) {
         const auto entered = check_.enter("replica::write");
         run_write([&](write_txn& w, pending& ev) {
+            schema_grew_ = false;
             transaction tx{*this, w, ev};
             body(tx);
             tx.finish();
+            if (schema_grew_ && held_facts_ > 0) {
+                apply_result released;
+                release_held(w, released, ev);
+            }
         });
     }
 
@@ -361,6 +367,30 @@ public:
         return out;
     }
 
+    // ---------------------------------------------------------------- held change sets
+
+    /// The change sets held for a table or column this replica does not know
+    /// yet (`unknown_table_policy::hold`), ordered by HLC.
+    [[nodiscard]] std::vector<change_set> held_change_sets() const {
+        const auto entered = check_.enter("replica::held_change_sets");
+        std::vector<change_set> out;
+        auto r = store_.read();
+        const std::string b(1, detail::layout::held), e(1, static_cast<char>(detail::layout::held + 1));
+        r.scan(b, e, [&](std::string_view, std::string_view v) {
+            if (v.size() < 8) detail::raise(errc::storage, "a held change set record is truncated");
+            out.push_back(detail::decode_change_set_record(v.substr(8)));
+            return true;
+        });
+        return out;
+    }
+    /// How many facts (column changes, deletes, migrations) the held change sets hold.
+    [[nodiscard]] std::uint64_t held_facts() const {
+        const auto entered = check_.enter("replica::held_facts");
+        auto r = store_.read();
+        refresh(r);
+        return held_facts_;
+    }
+
     // ---------------------------------------------------------------- tombstone GC
 
     /// Removes tombstones that arrived longer ago than the retention period.
@@ -426,6 +456,10 @@ public:
     /// reason, code and transaction id, as in `apply_result::rejected`. A
     /// rejected change set is not applied and is not retried by itself.
     listener_id on_rejected(std::function<void(const rejection&)> fn) { return add("replica::on_rejected", rejected_listeners_, std::move(fn)); }
+    /// Called when a change set for a table or column this replica does not
+    /// know yet is held, released (applied once its migration arrived) or
+    /// dropped (`replica_options::unknown_tables`).
+    listener_id on_hold(std::function<void(const hold_event&)> fn) { return add("replica::on_hold", hold_listeners_, std::move(fn)); }
     /// Removes a listener of any kind.
     void remove_listener(listener_id id) {
         const auto entered = check_.enter("replica::remove_listener");
@@ -433,6 +467,7 @@ public:
         std::erase_if(remote_listeners_, [&](auto& l) { return l.first == id; });
         std::erase_if(conflict_listeners_, [&](auto& l) { return l.first == id; });
         std::erase_if(rejected_listeners_, [&](auto& l) { return l.first == id; });
+        std::erase_if(hold_listeners_, [&](auto& l) { return l.first == id; });
     }
 
     // ---------------------------------------------------------------- inspection
@@ -517,7 +552,9 @@ private:
             sweep_ = rule;
             result = apply_result{};
             if (before) *before = last_seq_;
-            for (const auto& cs : sets) apply_one(w, cs, result, ev);
+            schema_grew_ = false;
+            for (const auto& cs : sets) (void)apply_one(w, cs, result, ev);
+            release_held(w, result, ev);
             extra(w, result);
         });
         return result;
@@ -567,6 +604,7 @@ private:
         std::vector<remote_change> remote;
         std::vector<conflict> conflicts;
         std::vector<rejection> rejected;
+        std::vector<hold_event> holds;
     };
 
     enum class outcome { applied, skipped, conflict_local, conflict_remote };
@@ -763,6 +801,7 @@ private:
         gen_ = read_u64(r, "gen");
         last_seq_ = read_u64(r, "seq");
         gc_seq_ = read_u64(r, "gc");
+        held_facts_ = read_u64(r, "held");
         gc_exempt_ = {};
         if (auto v = r.get(detail::layout::meta_key("gc-exempt")); v && v->size() == crdtsync::site_id::size + 16)
             gc_exempt_ = {crdtsync::site_id::from_bytes(v->substr(0, crdtsync::site_id::size)),
@@ -890,6 +929,7 @@ private:
         for (const auto& e : ev.remote) notify(remote_listeners_, e);
         for (const auto& e : ev.conflicts) notify(conflict_listeners_, e);
         for (const auto& e : ev.rejected) notify(rejected_listeners_, e);
+        for (const auto& e : ev.holds) notify(hold_listeners_, e);
     }
     // A listener may add or remove listeners (itself too) while it is called:
     // iterate over a copy, and skip those removed meanwhile.
@@ -1291,6 +1331,7 @@ private:
     outcome put_migration(write_txn& w, const schema_migration& m) {
         const auto mkey = detail::layout::migration_key(m.version);
         if (w.get(mkey)) return outcome::skipped; // the same fact, seen before
+        schema_grew_ = true;
         w.put(mkey, encode_migration(m));
         const auto seq = ++last_seq_;
         detail::layout::put_log_record(log_buf_, detail::layout::migration, mkey);
@@ -1373,26 +1414,50 @@ private:
 
     // ================================================================ merge
 
-    void apply_one(write_txn& w, const change_set& cs, apply_result& result, pending& ev) {
+    /// What became of one change set.
+    enum class set_outcome { applied, rejected, held, ignored, still_unknown };
+
+    /// Validates and applies one change set, or holds, ignores or rejects
+    /// it. `releasing`: it is a held one, tried again (its HLCs passed the
+    /// drift check when it arrived); one that still names something unknown
+    /// stays held (`still_unknown`).
+    set_outcome apply_one(write_txn& w, const change_set& cs, apply_result& result, pending& ev, bool releasing = false) {
         // 1. Validate everything before writing anything.
         std::vector<table_def> created;
         failing_table_.clear(); // set by the check that fails, never left from an earlier set
         failing_column_.clear();
         try {
             const auto now = clock_.physical_now();
-            clock_.check_drift(cs.version, now);
+            if (!releasing) clock_.check_drift(cs.version, now);
             for (const auto& m : cs.migrations) {
-                clock_.check_drift(m.version, now);
+                if (!releasing) clock_.check_drift(m.version, now);
                 validate_migration(m, created);
             }
             resolved_.resize(cs.changes.size());
             validation_memo memo;
+            struct flag {
+                bool& f;
+                ~flag() { f = false; }
+            } const guard{releasing_ = releasing};
             for (std::size_t i = 0; i < cs.changes.size(); ++i)
                 validate_change(cs.changes[i], created, now, resolved_[i], memo);
         } catch (const error& e) {
+            const bool unknown = e.code() == errc::unknown_table || e.code() == errc::unknown_column;
+            if (releasing) {
+                if (unknown) return set_outcome::still_unknown;
+                // Its table arrived, and the change set does not fit it.
+                if (!hold_listeners_.empty())
+                    ev.holds.push_back(hold_event{hold_event_kind::dropped, cs.origin, cs.transaction_id, failing_table_,
+                                                  failing_column_, fact_count(cs), e.message()});
+                return set_outcome::rejected;
+            }
+            over_bound_.clear();
+            if (unknown && opts_.unknown_tables != unknown_table_policy::reject && !refuse_unknown_) {
+                if (auto o = hold_or_ignore(w, cs, e, result, ev)) return *o;
+            }
             rejection rj;
-            rj.reason = e.message();
-            rj.code = std::string(to_text(e.code()));
+            rj.reason = over_bound_.empty() ? e.message() : over_bound_;
+            rj.code = std::string(to_text(over_bound_.empty() ? e.code() : errc::limit_exceeded));
             rj.transaction_id = cs.transaction_id;
             if (e.code() == errc::unknown_table || e.code() == errc::unknown_column) {
                 rj.table = failing_table_;
@@ -1402,10 +1467,10 @@ private:
             }
             if (!rejected_listeners_.empty()) ev.rejected.push_back(rj);
             result.rejected.push_back(std::move(rj));
-            return;
+            return set_outcome::rejected;
         }
         // 2. Apply: migrations first, then the facts in order.
-        ++result.transactions;
+        if (!releasing) ++result.transactions;
         // Event records cost copies: build them only for listeners.
         const bool want_remote = !remote_listeners_.empty();
         const bool want_conflicts = !conflict_listeners_.empty();
@@ -1462,6 +1527,87 @@ private:
         cur_.table = nullptr;
         clock_.receive(max);
         if (!rc.applied.empty() || !rc.migrations.empty()) ev.remote.push_back(std::move(rc));
+        return set_outcome::applied;
+    }
+
+    // ================================================================ held change sets
+
+    [[nodiscard]] static std::uint64_t fact_count(const change_set& cs) noexcept {
+        return cs.changes.size() + cs.migrations.size();
+    }
+
+    /// A change set names a table or column this replica does not know yet
+    /// (`e`): holds it in the store, or ignores it, as the options say. Nothing
+    /// (the caller rejects it, with `over_bound_` as the reason) when holding
+    /// it would pass the bound.
+    std::optional<set_outcome> hold_or_ignore(write_txn& w, const change_set& cs, const error& e, apply_result& result,
+                                              pending& ev) {
+        const auto facts = fact_count(cs);
+        hold_event he{hold_event_kind::held, cs.origin, cs.transaction_id, failing_table_, failing_column_, facts, {}};
+        if (opts_.unknown_tables == unknown_table_policy::ignore) {
+            he.kind = hold_event_kind::dropped;
+            he.reason = "ignored (unknown_table_policy::ignore): " + e.message();
+            result.skipped += facts;
+        } else {
+            const auto key = detail::layout::held_key(cs.version);
+            if (!w.get(key)) { // else: held already (the same change set again)
+                if (held_facts_ + facts > opts_.max_held_facts) {
+                    over_bound_ = e.message() + "; holding its " + std::to_string(facts) + " facts until that arrives would pass " +
+                                  "replica_options::max_held_facts (" + std::to_string(opts_.max_held_facts) + ", " +
+                                  std::to_string(held_facts_) + " held now)";
+                    return std::nullopt;
+                }
+                std::string v;
+                detail::put_be<std::uint64_t>(v, ++last_seq_);
+                v += detail::encode_change_set_record(cs);
+                w.put(key, v);
+                detail::layout::put_log_record(log_buf_, detail::layout::held, key);
+                w.put(detail::layout::log_key(last_seq_), log_buf_);
+                set_held_facts(w, held_facts_ + facts);
+                if (!hold_listeners_.empty()) ev.holds.push_back(std::move(he));
+            }
+            result.held += facts;
+        }
+        if (e.code() == errc::unknown_table) result.unknown_table = result.unknown_table.value_or(0) + cs.changes.size();
+        ++result.transactions;
+        if (he.kind == hold_event_kind::dropped && !hold_listeners_.empty()) ev.holds.push_back(std::move(he));
+        return he.kind == hold_event_kind::dropped ? set_outcome::ignored : set_outcome::held;
+    }
+
+    void set_held_facts(write_txn& w, std::uint64_t n) {
+        held_facts_ = n;
+        std::string v;
+        detail::put_be<std::uint64_t>(v, n);
+        w.put(detail::layout::meta_key("held"), v);
+    }
+
+    /// After migrations applied: applies every held change set that no longer
+    /// names anything unknown (and drops those that do not fit the tables
+    /// they named), until a pass releases nothing that adds migrations.
+    void release_held(write_txn& w, apply_result& result, pending& ev) {
+        while (schema_grew_ && held_facts_ > 0) {
+            schema_grew_ = false;
+            std::vector<std::pair<std::string, std::string>> held;
+            const std::string b(1, detail::layout::held), e(1, static_cast<char>(detail::layout::held + 1));
+            w.scan(b, e, [&](std::string_view k, std::string_view v) {
+                held.emplace_back(k, v);
+                return true;
+            });
+            for (const auto& [key, rec] : held) {
+                if (rec.size() < 8) detail::raise(errc::storage, "a held change set record is truncated");
+                const auto cs = detail::decode_change_set_record(std::string_view(rec).substr(8));
+                const auto o = apply_one(w, cs, result, ev, true);
+                if (o == set_outcome::still_unknown) continue;
+                (void)w.erase(key);
+                (void)w.erase(detail::layout::log_key(detail::load_be<std::uint64_t>(rec, 0)));
+                const auto facts = fact_count(cs);
+                set_held_facts(w, held_facts_ >= facts ? held_facts_ - facts : 0);
+                if (o != set_outcome::applied) continue;
+                result.released += facts;
+                if (!hold_listeners_.empty())
+                    ev.holds.push_back(hold_event{hold_event_kind::released, cs.origin, cs.transaction_id, {}, {}, facts, {}});
+            }
+        }
     }
 
     /// The row image of the row with key `pk`, read unless the merge is
@@ -1527,7 +1673,7 @@ private:
 
     void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where,
                          validation_memo& memo) {
-        clock_.check_drift(version_of(c), now);
+        if (!releasing_) clock_.check_drift(version_of(c), now);
         where.val.reset(); // before the memo copies `where`: it never carries a value
         auto check = [&](const auto& f) {
             const table_def* def = nullptr;
@@ -1587,6 +1733,13 @@ private:
     void read_facts(R& r, const detail::layout::log_record& lr, std::uint64_t seq, std::vector<fact>& out) const {
         auto rec = r.get(lr.key);
         if (!rec) detail::raise(errc::storage, "change-log entry points at a missing record");
+        if (lr.kind == detail::layout::held) {
+            if (rec->size() < 8) detail::raise(errc::storage, "a held change set record is truncated");
+            auto cs = detail::decode_change_set_record(std::string_view(*rec).substr(8));
+            for (auto& m : cs.migrations) out.emplace_back().migration = std::move(m);
+            for (auto& c : cs.changes) out.emplace_back().data = std::move(c);
+            return;
+        }
         if (lr.kind == detail::layout::migration) {
             const auto h = hlc::from_bytes(lr.key.substr(1));
             out.emplace_back().migration = decode_migration(*rec, &h);
@@ -1673,6 +1826,11 @@ private:
     mutable std::uint64_t gen_ = 0; // the store's commit generation the mirrors are at
     mutable std::uint64_t last_seq_ = 0;
     mutable std::uint64_t gc_seq_ = 0;
+    mutable std::uint64_t held_facts_ = 0; // facts of held change sets (meta "held")
+    bool schema_grew_ = false; // a migration applied in this transaction: held change sets may apply now
+    bool releasing_ = false;
+    std::string over_bound_;   // why a change set could not be held (max_held_facts)
+    bool refuse_unknown_ = false; // a snapshot load: its migrations come first, so an unknown table is an error   // validating a held change set (its HLCs passed the drift check on arrival)
     mutable std::uint32_t next_table_id_ = 1;
     mutable std::vector<table_state> tables_;
     mutable std::size_t last_lookup_ = 0;
@@ -1688,6 +1846,7 @@ private:
     listeners<void(const remote_change&)> remote_listeners_;
     listeners<void(const conflict&)> conflict_listeners_;
     listeners<void(const rejection&)> rejected_listeners_;
+    listeners<void(const hold_event&)> hold_listeners_;
 
 public:
     /// A local write transaction: see `replica::write`.

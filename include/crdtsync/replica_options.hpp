@@ -39,6 +39,31 @@ enum class delete_policy : std::uint8_t {
 /// The old name of `to_text(delete_policy)`.
 [[deprecated("use to_text")]] [[nodiscard]] constexpr std::string_view to_string(delete_policy v) noexcept { return to_text(v); }
 
+/// What `replica::apply` does with a change set that names a table (or a
+/// column) this replica does not know yet: its schema migration may simply
+/// not have arrived (delivery order is free). docs/schema.md.
+enum class unknown_table_policy : std::uint8_t {
+    /// Keep it in the store, offer it to peers like any change set, and apply
+    /// it as soon as the migrations it needs arrive. The default.
+    hold,
+    /// Drop it (counted in `apply_result::unknown_table`, reported as a
+    /// `hold_event_kind::dropped` event): this replica does not want tables
+    /// it was not told about. It will not have those rows.
+    ignore,
+    /// Reject it whole (`apply_result::rejected`, code `unknown_table` or
+    /// `unknown_column`); a sync session offers it again next time.
+    reject,
+};
+
+[[nodiscard]] constexpr std::string_view to_text(unknown_table_policy p) noexcept {
+    switch (p) {
+    case unknown_table_policy::hold: return "hold";
+    case unknown_table_policy::ignore: return "ignore";
+    case unknown_table_policy::reject: return "reject";
+    }
+    return "?";
+}
+
 struct replica_options {
     /// How deletes meet writes. Every replica that syncs together must use the
     /// same policy. A replica stores its policy when it is created: unset
@@ -55,6 +80,11 @@ struct replica_options {
     /// Used only when the store holds no site id yet (a new replica); the
     /// default is a random UUIDv4.
     std::optional<site_id> site;
+    /// Change sets for tables or columns this replica does not know yet.
+    unknown_table_policy unknown_tables = unknown_table_policy::hold;
+    /// The most column changes and deletes held at once (`hold`); a change
+    /// set that would pass it is rejected (`errc::limit_exceeded`) instead.
+    std::uint64_t max_held_facts = 1'000'000;
     /// How often a transaction is retried after the store ran out of space
     /// and grew.
     unsigned storage_full_retries = 3;

@@ -174,6 +174,11 @@ private:
     void merge(std::span<const change_set> sets, const load_state& next, std::string_view what) {
         const auto rule = rule_of(next);
         const auto record = encode_state(next);
+        struct refusing {
+            Replica& r;
+            ~refusing() { r.refuse_unknown_ = false; }
+        } const guard{rep_};
+        rep_.refuse_unknown_ = true; // a snapshot's migrations precede its data: nothing is held
         const auto res = rep_.apply_with(
             sets,
             [&](write_txn& w, const apply_result& so_far) {

@@ -616,7 +616,7 @@ TEST_CASE_TEMPLATE("bad input: a bad change set is rejected whole, the others ap
     for (const auto& bc : cases) {
         CAPTURE(bc.what);
         REQUIRE(bc.cs.changes.size() == 5);
-        auto m = open_with_schema(env, delete_policy::insert_revives, 0x51, t);
+        auto m = open_with_schema(env, rejecting(delete_policy::insert_revives, 0x51), t);
         REQUIRE(m->apply(good1).applied == 1);
         const auto before = m->dump();
         const auto clock_before = m->clock();
@@ -695,7 +695,7 @@ TEST_CASE_TEMPLATE("bad input: a migration for an unknown table names that table
     sim_time t;
     t.now = epoch_ms + 1000;
     Env env;
-    auto n = open_with_schema(env, delete_policy::insert_revives, 0x54, t);
+    auto n = open_with_schema(env, rejecting(delete_policy::insert_revives, 0x54), t);
     const auto before = n->dump();
     // A good change set first, so that a stale name from its validation would show.
     const auto good = change_set_builder{at(epoch_ms + 1, 0, s1)}.set("items", key1, "a", value{1}).build();
@@ -715,7 +715,7 @@ TEST_CASE_TEMPLATE("bad input: a migration for an unknown table names that table
     CHECK(r.unknown_table == std::optional<std::uint64_t>(ghost.changes.size()));
     CHECK(n->get("items", key1) == std::nullopt);
 
-    auto m2 = open_with_schema(env, delete_policy::insert_revives, 0x55, t);
+    auto m2 = open_with_schema(env, rejecting(delete_policy::insert_revives, 0x55), t);
     const auto alone = m2->apply(ghost);
     REQUIRE(alone.rejected.size() == 1);
     CHECK(alone.rejected[0].table == std::optional<std::string>("main.ghost"));

@@ -238,13 +238,26 @@ inline const std::vector<change_set>& schema_sets() {
     return sets;
 }
 
-/// A replica over a fresh store of `env` that holds the shared schema.
+/// A replica over a fresh store of `env`, with options `o`, that holds the
+/// shared schema.
 template <class Env, class Store = typename Env::store_type>
-node<Store> open_with_schema(Env& env, delete_policy p, std::uint8_t site_byte, const sim_time& t) {
-    auto n = open_node<Env, Store>(env, options_for(p, site_byte), fake_clock{&t.now});
+node<Store> open_with_schema(Env& env, replica_options o, const sim_time& t) {
+    auto n = open_node<Env, Store>(env, std::move(o), fake_clock{&t.now});
     const auto res = n->apply(schema_sets());
     REQUIRE(res.rejected.empty());
     return n;
+}
+template <class Env, class Store = typename Env::store_type>
+node<Store> open_with_schema(Env& env, delete_policy p, std::uint8_t site_byte, const sim_time& t) {
+    return open_with_schema<Env, Store>(env, options_for(p, site_byte), t);
+}
+
+/// `options_for`, with change sets for unknown tables rejected rather than
+/// held (the tests of rejections).
+inline replica_options rejecting(delete_policy p, std::uint8_t site_byte) {
+    auto o = options_for(p, site_byte);
+    o.unknown_tables = crdtsync::unknown_table_policy::reject;
+    return o;
 }
 
 // ------------------------------------------------------------------ building change sets

@@ -644,7 +644,7 @@ TEST_CASE_TEMPLATE("sync loop: changes_for, apply_from and acknowledge keep both
     sim_time t;
     Env env;
     auto a = open_with_schema(env, delete_policy::insert_revives, 0x10, t);
-    auto b = open_with_schema(env, delete_policy::insert_revives, 0x20, t);
+    auto b = open_with_schema(env, rejecting(delete_policy::insert_revives, 0x20), t);
     auto sync = [&](auto& from, auto& to) {
         const auto d = from->changes_for(to->site_id());
         const auto r = to->apply_from(from->site_id(), d);

@@ -10,6 +10,8 @@
 //   'l' u64 seq                     -> change-log entry: kind(1), key of the row or migration
 //   'x' u64 created_ms, row key     -> tombstone arrival index (for pruning), empty value
 //   'p' site(16)                    -> peer: received_up_to(8) sent_up_to(8)
+//   'q' hlc(30)                     -> held change set (its table or column is not known yet):
+//                                      seq(8), change set record (detail/change_set_record.hpp)
 //
 // pk... is the key-codec encoding of the primary key after collation
 // folding, so keys that a collation calls equal name one row. Table and
@@ -47,6 +49,7 @@ inline constexpr char migration = 'g';
 inline constexpr char log = 'l';
 inline constexpr char peer = 'p';
 inline constexpr char tomb_index = 'x';
+inline constexpr char held = 'q';
 
 // Appends rather than using operator+, which trips g++ 12's spurious
 // -Wrestrict (GCC bug 105329).
@@ -74,6 +77,13 @@ inline std::string peer_key(const site_id& s) { return std::string(1, peer) + st
 
 inline std::string migration_key(const hlc& h) {
     std::string k(1, migration);
+    h.append_bytes(k);
+    return k;
+}
+
+/// A held change set's key: 'q' and the change set's HLC.
+inline std::string held_key(const hlc& h) {
+    std::string k(1, held);
     h.append_bytes(k);
     return k;
 }
