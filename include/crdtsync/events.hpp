@@ -43,6 +43,13 @@ struct remote_change {
     std::vector<schema_migration> migrations;
 };
 
+/// A migration kept and forwarded without being applied (its DDL is outside
+/// the subset this version applies; docs/schema.md).
+struct schema_notice {
+    schema_migration migration;
+    std::string message;
+};
+
 /// What happened to a change set that names a table (or a column) this
 /// replica does not know yet (`replica_options::unknown_tables`).
 enum class hold_event_kind : std::uint8_t {

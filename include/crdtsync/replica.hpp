@@ -28,6 +28,7 @@
 #include <vector>
 
 #include <crdtsync/change.hpp>
+#include <crdtsync/ddl.hpp>
 #include <crdtsync/detail/change_set_record.hpp>
 #include <crdtsync/detail/layout.hpp>
 #include <crdtsync/detail/thread_check.hpp>
@@ -460,6 +461,11 @@ public:
     /// know yet is held, released (applied once its migration arrived) or
     /// dropped (`replica_options::unknown_tables`).
     listener_id on_hold(std::function<void(const hold_event&)> fn) { return add("replica::on_hold", hold_listeners_, std::move(fn)); }
+    /// Called for each migration kept and forwarded without being applied:
+    /// DDL outside the subset this version applies (docs/schema.md).
+    listener_id on_schema_notice(std::function<void(const schema_notice&)> fn) {
+        return add("replica::on_schema_notice", schema_listeners_, std::move(fn));
+    }
     /// Removes a listener of any kind.
     void remove_listener(listener_id id) {
         const auto entered = check_.enter("replica::remove_listener");
@@ -468,6 +474,7 @@ public:
         std::erase_if(conflict_listeners_, [&](auto& l) { return l.first == id; });
         std::erase_if(rejected_listeners_, [&](auto& l) { return l.first == id; });
         std::erase_if(hold_listeners_, [&](auto& l) { return l.first == id; });
+        std::erase_if(schema_listeners_, [&](auto& l) { return l.first == id; });
     }
 
     // ---------------------------------------------------------------- inspection
@@ -605,6 +612,7 @@ private:
         std::vector<conflict> conflicts;
         std::vector<rejection> rejected;
         std::vector<hold_event> holds;
+        std::vector<schema_notice> notices;
     };
 
     enum class outcome { applied, skipped, conflict_local, conflict_remote };
@@ -848,11 +856,25 @@ private:
                                value{static_cast<std::int64_t>(cols[i].coll)}, value{t.column_ids[i]},
                                value{kp == key.end() ? std::int64_t{-1} : static_cast<std::int64_t>(kp - key.begin())}});
         }
+        // Column defaults, when some column has one: one more field, a tuple
+        // of one value per column (NULL: none).
+        if (std::any_of(cols.begin(), cols.end(), [](const auto& c) { return c.default_value.has_value(); })) {
+            std::vector<value> defaults;
+            for (const auto& c : cols) defaults.push_back(c.default_value.value_or(value{}));
+            f.push_back(value{blob{key_codec::encode(std::span<const value>(defaults))}});
+        }
         return key_codec::encode(f);
     }
     static table_state decode_table(std::uint32_t id, std::string_view rec) {
-        const auto f = key_codec::decode(rec);
-        if (f.size() < 4 || (f.size() - 4) % 6 != 0) detail::raise(errc::storage, "stored table record is malformed");
+        auto f = key_codec::decode(rec);
+        if (f.size() < 4 || (f.size() - 4) % 6 > 1) detail::raise(errc::storage, "stored table record is malformed");
+        std::vector<value> defaults;
+        if ((f.size() - 4) % 6 == 1) {
+            if (f.back().kind() != value_kind::blob) detail::raise(errc::storage, "stored table record is malformed");
+            defaults = key_codec::decode(f.back().as_blob().bytes);
+            f.pop_back();
+            if (defaults.size() != (f.size() - 4) / 6) detail::raise(errc::storage, "stored table record is malformed");
+        }
         table_state t;
         t.id = id;
         t.def = table_def(f[1].as_text(), f[0].as_text());
@@ -862,6 +884,7 @@ private:
         for (std::size_t i = 4; i < f.size(); i += 6) {
             t.def.column(f[i].as_text(), static_cast<column_type>(f[i + 1].as_integer()), f[i + 2].as_bool(),
                          static_cast<collation>(f[i + 3].as_integer()));
+            if (!defaults.empty() && !defaults[(i - 4) / 6].is_null()) t.def.set_default(t.def.columns().size() - 1, defaults[(i - 4) / 6]);
             t.column_ids.push_back(static_cast<std::uint32_t>(f[i + 4].as_integer()));
             if (f[i + 5].as_integer() >= 0) key.emplace_back(f[i + 5].as_integer(), f[i].as_text());
         }
@@ -905,6 +928,10 @@ private:
                 auto w = store_.write();
                 try {
                     refresh(w);
+                    struct scope {
+                        pending*& p;
+                        ~scope() { p = nullptr; }
+                    } const in{current_ev_ = &ev};
                     body(w, ev);
                     persist_counters(w);
                     w.commit();
@@ -930,6 +957,7 @@ private:
         for (const auto& e : ev.conflicts) notify(conflict_listeners_, e);
         for (const auto& e : ev.rejected) notify(rejected_listeners_, e);
         for (const auto& e : ev.holds) notify(hold_listeners_, e);
+        for (const auto& e : ev.notices) notify(schema_listeners_, e);
     }
     // A listener may add or remove listeners (itself too) while it is called:
     // iterate over a copy, and skip those removed meanwhile.
@@ -1157,7 +1185,9 @@ private:
         row out;
         const auto& cols = t.def.columns();
         std::vector<value> key_values;
-        for (std::size_t i = 0; i < cols.size(); ++i) out[cols[i].name] = s.cells[i] ? s.cells[i]->val : value{};
+        // A column without a cell reads as its default: rows written before
+        // (or without knowing) an ADD COLUMN ... DEFAULT get it.
+        for (std::size_t i = 0; i < cols.size(); ++i) out[cols[i].name] = s.cells[i] ? s.cells[i]->val : cols[i].default_value.value_or(value{});
         for (std::size_t k = 0; k < t.def.key_columns().size(); ++k) {
             const auto i = t.def.key_columns()[k];
             if (!s.cells[i]) { // only under lww, after a delete: read the key itself
@@ -1336,20 +1366,156 @@ private:
         const auto seq = ++last_seq_;
         detail::layout::put_log_record(log_buf_, detail::layout::migration, mkey);
         w.put(detail::layout::log_key(seq), log_buf_);
-        if (m.type == migration_kind::create_table) {
-            auto def = table_def::from_ddl(m.ddl);
-            if (!lookup(def.schema_name(), def.name())) add_table(w, std::move(def), m.schema_version);
-        } else {
-            auto add = table_def::parse_add_column(m.ddl);
-            auto* t = const_cast<table_state*>(lookup(add.schema, add.table));
-            if (t && !t->def.find_column(add.column.name)) {
-                t->def.append_column(add.column);
-                t->column_ids.push_back(t->next_column_id++);
-                t->schema_version = std::max(t->schema_version + 1, m.schema_version);
-                w.put(detail::layout::table_key(t->id), encode_table(*t));
-            }
+        if (const auto target = migration_target(m)) {
+            auto def = replay_definition(w, target->first, target->second);
+            if (def) define_table(w, std::move(*def), m.schema_version);
+        } else if (current_ev_ && !schema_listeners_.empty() && !check_kept_ddl(m)) {
+            current_ev_->notices.push_back(schema_notice{m, "kept and forwarded, not applied: its DDL is outside what this version "
+                                                            "of crdtsync applies (" + m.ddl.substr(0, 120) + ")"});
         }
         return outcome::applied;
+    }
+
+    /// The table a migration that changes storage defines ("schema", "name"),
+    /// or nothing for one kept and forwarded only (an index, or DDL outside
+    /// the supported subset).
+    static std::optional<std::pair<std::string, std::string>> migration_target(const schema_migration& m) {
+        if (m.type == migration_kind::create_table) {
+            auto def = table_def::from_ddl(m.ddl);
+            return std::pair{def.schema_name(), def.name()};
+        }
+        if (m.type == migration_kind::add_column || m.type == migration_kind::alter_column) {
+            if (auto add = parse_add_column(m)) return std::pair{add->schema, add->table};
+        }
+        return std::nullopt;
+    }
+    /// The ADD COLUMN an add_column / alter_column migration carries; nothing
+    /// for other DDL that is kept and forwarded only.
+    static std::optional<table_def::add_column_ddl> parse_add_column(const schema_migration& m) {
+        if (!check_kept_ddl(m)) return std::nullopt;
+        const auto stmt = parse_ddl(m.ddl);
+        if (const auto* add = std::get_if<ddl_add_column>(&stmt)) return table_def::add_column_ddl{add->schema, add->table, add->column};
+        return std::nullopt;
+    }
+
+    /// True when `incoming` may merge into `live`: the same primary key
+    /// (column names, types and collations, in key order).
+    static bool same_key(const table_def& live, const table_def& incoming) {
+        const auto& a = live.key_columns();
+        const auto& b = incoming.key_columns();
+        if (a.size() != b.size()) return false;
+        for (std::size_t k = 0; k < a.size(); ++k) {
+            const auto& x = live.columns()[a[k]];
+            const auto& y = incoming.columns()[b[k]];
+            if (x.name != y.name || x.type != y.type || x.coll != y.coll) return false;
+        }
+        return true;
+    }
+    /// `live` plus the columns of `incoming` it lacks, in `incoming`'s order.
+    static table_def merged(table_def live, const table_def& incoming) {
+        for (const auto& c : incoming.columns())
+            if (!live.find_column(c.name)) live.append_column(c);
+        return live;
+    }
+
+    /// What the stored migrations define table `schema.name` to be, replayed
+    /// in HLC order (docs/schema.md): the first create defines it; a later
+    /// create with the same primary key adds the columns it lacks; an
+    /// ADD COLUMN adds its column unless the table has one of that name (the
+    /// earliest definition of a column wins); ADD COLUMNs ordered before
+    /// every create apply right after the first. A function of the set of
+    /// migrations, so every replica that holds the same set agrees, whatever
+    /// the order they arrived in.
+    template <class Txn>
+    static std::optional<table_def> replay_definition(Txn& t, std::string_view schema, std::string_view name) {
+        std::optional<table_def> def;
+        std::vector<column_def> early; // ADD COLUMNs before any create
+        const std::string b(1, detail::layout::migration), e(1, static_cast<char>(detail::layout::migration + 1));
+        t.scan(b, e, [&](std::string_view, std::string_view v) {
+            const auto m = decode_migration(v);
+            if (m.type == migration_kind::create_table) {
+                auto d = table_def::from_ddl(m.ddl);
+                if (d.schema_name() != schema || d.name() != name) return true;
+                if (!def) {
+                    def = std::move(d);
+                    for (auto& c : early)
+                        if (!def->find_column(c.name)) def->append_column(std::move(c));
+                    early.clear();
+                } else if (same_key(*def, d)) {
+                    def = merged(std::move(*def), d);
+                }
+            } else if (m.type == migration_kind::add_column || m.type == migration_kind::alter_column) {
+                auto add = parse_add_column(m);
+                if (!add || add->schema != schema || add->table != name) return true;
+                if (!def) early.push_back(std::move(add->column));
+                else if (!def->find_column(add->column.name)) def->append_column(std::move(add->column));
+            }
+            return true;
+        });
+        return def;
+    }
+
+    /// Makes the live table what `def` says: a new table, or the existing
+    /// one with its columns (kept by name, new ones given new ids) in
+    /// `def`'s order and definitions. A column whose type changes between
+    /// REAL and another type has its stored cells coerced again, so every
+    /// replica stores the value the final definition gives.
+    void define_table(write_txn& w, table_def def, std::int64_t version) {
+        auto* t = const_cast<table_state*>(lookup(def.schema_name(), def.name()));
+        if (!t) {
+            add_table(w, std::move(def), version);
+            return;
+        }
+        if (t->def == def) return;
+        std::vector<std::uint32_t> ids;
+        std::vector<std::size_t> recoerce;
+        for (std::size_t i = 0; i < def.columns().size(); ++i) {
+            const auto& c = def.columns()[i];
+            if (auto old = t->def.find_column(c.name)) {
+                ids.push_back(t->column_ids[*old]);
+                const bool was_real = t->def.columns()[*old].type == column_type::real;
+                if (was_real != (c.type == column_type::real)) recoerce.push_back(i);
+            } else {
+                ids.push_back(t->next_column_id++);
+            }
+        }
+        t->def = std::move(def);
+        t->column_ids = std::move(ids);
+        t->schema_version = std::max(t->schema_version + 1, version);
+        t->init_prefixes();
+        w.put(detail::layout::table_key(t->id), encode_table(*t));
+        if (!recoerce.empty()) {
+            recoerce_cells(w, *t, recoerce);
+            types_changed_ = true;
+        }
+    }
+
+    /// Stores the cells of columns `cols` of table `t` as their (new) column
+    /// type stores them; versions and sequence numbers stay.
+    void recoerce_cells(write_txn& w, const table_state& t, const std::vector<std::size_t>& cols) {
+        std::vector<std::pair<std::string, std::string>> rewrites;
+        detail::layout::row_record rec;
+        w.scan(t.row_prefix, key_codec::tuple_range_end(t.row_prefix), [&](std::string_view k, std::string_view v) {
+            detail::layout::read_row_record(v, rec);
+            bool changed = false;
+            for (auto& c : rec.cells)
+                for (const auto col : cols)
+                    if (c.column == t.column_ids[col] && t.def.coerces(col, c.val)) {
+                        try {
+                            c.val = t.def.coerce(col, std::move(c.val));
+                            changed = true;
+                        } catch (const error&) {
+                            // A value the new type cannot hold (a huge integer in a REAL column) stays as stored.
+                        }
+                    }
+            if (changed) {
+                std::string out;
+                detail::layout::put_row_record(out, rec);
+                rewrites.emplace_back(k, std::move(out));
+            }
+            return true;
+        });
+        for (const auto& [k, v] : rewrites) w.put(k, v);
     }
 
     void add_table(write_txn& w, table_def def, std::int64_t version) {
@@ -1372,16 +1538,26 @@ private:
             if (auto t = lookup(def.schema_name(), def.name())) existing = &t->def;
             for (const auto& c : created)
                 if (c.qualified_name() == def.qualified_name()) existing = &c;
-            // The live table may have grown by ADD COLUMN since this
-            // creation: every created column must be live, unchanged.
-            if (existing && !extends(*existing, def))
-                detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another definition: " +
-                                                existing->to_ddl());
+            // Another create of a live table merges into it (docs/schema.md)
+            // when the primary keys agree; other primary keys cannot.
+            if (existing && !same_key(*existing, def))
+                detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another primary key: " +
+                                                existing->to_ddl() + "; this create: " + def.to_ddl());
             if (!existing) created.push_back(std::move(def));
+            else if (merged(*existing, def).columns().size() != existing->columns().size()) created.push_back(merged(*existing, def));
+            return;
+        }
+        if (m.type == migration_kind::add_index || m.type == migration_kind::drop_index) {
+            check_kept_ddl(m); // kept and forwarded; no effect on storage here
             return;
         }
         if (m.type == migration_kind::add_column || m.type == migration_kind::alter_column) {
-            auto add = table_def::parse_add_column(m.ddl);
+            if (!check_kept_ddl(m)) return; // DDL outside the supported subset: kept and forwarded
+            const auto stmt = parse_ddl(m.ddl);
+            if (!std::holds_alternative<ddl_add_column>(stmt))
+                detail::raise(errc::schema, "schema migration \"" + std::string(to_text(m.type)) + "\" with DDL \"" + m.ddl.substr(0, 120) +
+                                                "\": this version of crdtsync applies ADD COLUMN only (docs/schema.md)");
+            auto add = *parse_add_column(m);
             const table_def* def = nullptr;
             if (auto t = lookup(add.schema, add.table)) def = &t->def;
             for (auto& c : created)
@@ -1390,11 +1566,9 @@ private:
                 failing_table_ = add.schema + "." + add.table; // reported in the rejection
                 detail::raise(errc::unknown_table, "ADD COLUMN for unknown table " + failing_table_);
             }
-            if (auto i = def->find_column(add.column.name)) {
-                if (!(def->columns()[*i] == add.column))
-                    detail::raise(errc::schema, "table " + def->qualified_name() + " already has column \"" + add.column.name +
-                                                    "\" with another definition");
-            } else {
+            // A column of that name already there: the earliest definition
+            // wins (docs/schema.md), whichever arrives first.
+            if (!def->find_column(add.column.name)) {
                 created.push_back(*def);
                 created.back().append_column(add.column);
             }
@@ -1404,12 +1578,19 @@ private:
                                         "\" is not supported by this version of crdtsync");
     }
 
-    /// True when `live` is `created` plus columns added later.
-    static bool extends(const table_def& live, const table_def& created) {
-        if (live.columns().size() < created.columns().size()) return false;
-        for (std::size_t i = 0; i < created.columns().size(); ++i)
-            if (!(live.columns()[i] == created.columns()[i])) return false;
-        return live.key_columns() == created.key_columns();
+    /// Checks the DDL of a migration this replica may keep without applying
+    /// it: true when it is in the supported subset (parse it to apply it),
+    /// false when it is well-formed DDL outside it (kept, forwarded, and
+    /// reported through `on_schema_notice`). \throws schema_error for
+    /// malformed text.
+    static bool check_kept_ddl(const schema_migration& m) {
+        try {
+            (void)parse_ddl(m.ddl);
+            return true;
+        } catch (const error& e) {
+            if (e.code() == errc::schema && e.message().rfind("unsupported DDL:", 0) == 0) return false;
+            throw;
+        }
     }
 
     // ================================================================ merge
@@ -1485,11 +1666,24 @@ private:
             default: ++result.conflicts; break;
             }
         };
+        types_changed_ = false;
         for (const auto& m : cs.migrations) {
             const auto o = put_migration(w, m);
             count(o);
             if (want_remote && o == outcome::applied) rc.migrations.push_back(m);
             max = std::max(max, m.version);
+        }
+        if (types_changed_) {
+            // A column's type changed between REAL and another type: the
+            // values to store follow the new definition.
+            types_changed_ = false;
+            const std::vector<table_def> none;
+            validation_memo memo;
+            struct flag {
+                bool& f;
+                ~flag() { f = false; }
+            } const guard{releasing_ = true};
+            for (std::size_t i = 0; i < cs.changes.size(); ++i) validate_change(cs.changes[i], none, 0, resolved_[i], memo);
         }
         std::optional<conflict> cf;
         for (std::size_t i = 0; i < cs.changes.size(); ++i) {
@@ -1847,19 +2041,32 @@ private:
     listeners<void(const conflict&)> conflict_listeners_;
     listeners<void(const rejection&)> rejected_listeners_;
     listeners<void(const hold_event&)> hold_listeners_;
+    listeners<void(const schema_notice&)> schema_listeners_;
+    pending* current_ev_ = nullptr; // the running write transaction's events
+    bool types_changed_ = false;    // a column's type changed between REAL and another type in this change set
 
 public:
     /// A local write transaction: see `replica::write`.
     class transaction {
     public:
         /// Creates a table, recorded as a `create_table` migration that
-        /// travels to peers. Creating an identical table again does nothing;
-        /// another definition under the same name is a schema_error.
+        /// travels to peers. Creating a table the replica has again does
+        /// nothing when every column of `def` is live as defined (the table
+        /// may have more, added since); one with the same primary key and
+        /// more columns adds them (the create merges, docs/schema.md). A
+        /// schema_error when the primary key or a column's definition differs.
         void create_table(table_def def) {
             def.validate();
             if (auto t = r_.lookup(def.schema_name(), def.name())) {
-                if (t->def == def) return;
-                detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another definition: " + t->def.to_ddl());
+                bool fits = same_key(t->def, def), adds = false;
+                for (const auto& c : def.columns()) {
+                    const auto i = t->def.find_column(c.name);
+                    if (!i) adds = true;
+                    else fits = fits && t->def.columns()[*i] == c;
+                }
+                if (!fits)
+                    detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another definition: " + t->def.to_ddl());
+                if (!adds) return;
             }
             schema_migration m;
             m.type = migration_kind::create_table;
@@ -1876,7 +2083,8 @@ public:
         /// ... ADD COLUMN ...` text (`add_column` is accepted on input too).
         void add_column(std::string_view table, column_def col) {
             const auto& t = r_.require_table(table);
-            if (!col.nullable) detail::raise(errc::schema, "an added column must be nullable: existing rows have no value for it");
+            if (!col.nullable && !col.default_value)
+                detail::raise(errc::schema, "an added column must be nullable or have a default: existing rows have no value for it");
             if (t.def.find_column(col.name))
                 detail::raise(errc::schema, "table " + t.def.qualified_name() + " already has a column \"" + col.name + "\"");
             schema_migration m;
@@ -1890,7 +2098,8 @@ public:
             cs_.migrations.push_back(std::move(m));
         }
 
-        /// Inserts a row. Every column is recorded (unset ones as NULL).
+        /// Inserts a row. Every column is recorded (unset ones as their default,
+        /// NULL when they have none).
         /// \throws constraint_error when the key exists, a NOT NULL column is
         /// NULL, or (delete_wins) the key was deleted; schema_error for an
         /// unknown table or column.
@@ -1898,6 +2107,8 @@ public:
             const auto& t = r_.require_table(table);
             const auto& cols = t.def.columns();
             std::vector<value> full(cols.size());
+            for (std::size_t i = 0; i < cols.size(); ++i)
+                if (cols[i].default_value) full[i] = *cols[i].default_value;
             for (const auto& [name, v] : values) {
                 const auto i = t.def.column_index(name);
                 full[i] = detail::storable_copy(t.def, i, v);

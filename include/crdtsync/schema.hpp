@@ -395,6 +395,13 @@ public:
         return "ALTER TABLE " + quote(schema_) + "." + quote(name_) + " ADD COLUMN " + column_ddl(c);
     }
     /// Appends a column (used when applying ADD COLUMN).
+    /// Gives column `i` a literal default (builder style): reads of rows
+    /// without a value for it, and inserts that leave it unset, get it.
+    table_def& set_default(std::size_t i, value v) {
+        if (i >= columns_.size()) detail::raise(errc::invalid_argument, "table " + qualified_name() + " has no column " + std::to_string(i));
+        columns_[i].default_value = std::move(v);
+        return *this;
+    }
     void append_column(column_def c) {
         if (find_column(c.name))
             detail::raise(errc::schema, "table " + qualified_name() + " already has a column \"" + c.name + "\"");

@@ -230,12 +230,20 @@ typed_table<replica<Store, Clock>, T> replica<Store, Clock>::table(std::string n
     auto def = detail::struct_table_def<T>(name, key.names);
     if (auto live = find_table(name)) {
         // Every member must match a live column; the table may have more
-        // (nullable) columns, added later by ADD COLUMN.
+        // (nullable) columns, added later by ADD COLUMN. A std::optional
+        // member the table lacks evolves it: an ADD COLUMN migration that
+        // travels to peers (never a second create with another definition).
+        std::vector<column_def> added;
         for (const auto& c : def.columns()) {
             auto i = live->find_column(c.name);
+            if (!i && c.nullable) {
+                added.push_back(c);
+                continue;
+            }
             if (!i)
                 detail::raise(errc::schema_mismatch, "table " + live->qualified_name() + " has no column \"" + c.name +
-                                                         "\" for the struct member of that name");
+                                                         "\" for the struct member of that name, and a NOT NULL member cannot be added "
+                                                         "to a table that has rows without it: make the member std::optional");
             const auto& l = live->columns()[*i];
             if (l.type != c.type || l.nullable != c.nullable)
                 detail::raise(errc::schema_mismatch, "column \"" + c.name + "\" of table " + live->qualified_name() + " is " +
@@ -250,6 +258,12 @@ typed_table<replica<Store, Clock>, T> replica<Store, Clock>::table(std::string n
         for (auto i : live->key_columns()) live_key.push_back(live->columns()[i].name);
         if (live_key != key.names)
             detail::raise(errc::schema_mismatch, "table " + live->qualified_name() + " has another primary key than the one given");
+        if (!added.empty()) {
+            write([&](transaction& tx) {
+                for (auto& c : added) tx.add_column(live->qualified_name(), c);
+            });
+            live = find_table(name);
+        }
         return typed_table<replica, T>(*this, std::move(name), *live);
     }
     create_table(def);

@@ -1,0 +1,289 @@
+// Schema migrations as data: defaults, concurrent ADD COLUMNs and creates of
+// one table resolve the same way in every delivery order; index migrations and
+// DDL outside the applied subset are kept and forwarded; typed tables evolve
+// by ADD COLUMN. docs/schema.md.
+
+#include "support.hpp"
+
+#include <crdtsync/replica_check.hpp>
+#include <crdtsync/table.hpp>
+
+#include <boost/hana.hpp>
+
+#include <optional>
+
+namespace replica_tests {
+namespace {
+
+using crdtsync::column_def;
+using crdtsync::column_type;
+using crdtsync::migration_kind;
+using crdtsync::schema_migration;
+using crdtsync::table_def;
+
+table_def tasks_def() {
+    table_def t{"tasks"};
+    t.column("id", column_type::integer, false).column("title", column_type::text).primary_key({"id"});
+    return t;
+}
+
+/// Every order of `sets` (up to 4; 40 random ones beyond), each set
+/// delivered alone and then all again (duplicates), to a fresh replica;
+/// returns the dumps, which must agree.
+template <class Env>
+std::set<std::string> dumps_in_every_order(Env& env, const sim_time& t, std::vector<change_set> sets) {
+    std::set<std::string> dumps;
+    std::vector<std::size_t> order(sets.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::mt19937 rng(11);
+    int random_orders = 40;
+    auto next = [&] {
+        if (order.size() <= 4) return std::next_permutation(order.begin(), order.end());
+        std::shuffle(order.begin(), order.end(), rng);
+        return --random_orders > 0;
+    };
+    do {
+        auto n = open_node(env, options_for(delete_policy::insert_revives, 0x77), fake_clock{&t.now});
+        for (const auto i : order) REQUIRE(n->apply(sets[i]).rejected.empty());
+        REQUIRE(n->apply(sets).rejected.empty());
+        CHECK(n->held_facts() == 0);
+        REQUIRE(crdtsync::check(*n).ok());
+        dumps.insert(n->dump());
+    } while (next());
+    return dumps;
+}
+
+} // namespace
+
+TEST_CASE_TEMPLATE("schema: an ADD COLUMN with a default on one replica while another writes rows", Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    a->create_table(tasks_def());
+    REQUIRE(b->apply(changes_of(*a)).rejected.empty());
+    const auto base = a->position();
+    const auto base_b = b->position();
+
+    // a adds a column with a default and writes it on one row; b, unaware,
+    // inserts rows.
+    a->write([](auto& tx) {
+        tx.insert("tasks", {{"id", value{1}}, {"title", value{"one"}}});
+        tx.add_column("tasks", column_def{"priority", column_type::integer, false, crdtsync::collation::binary, value{3}});
+        tx.insert("tasks", {{"id", value{2}}, {"title", value{"two"}}});
+        (void)tx.update("tasks", {value{1}}, {{"priority", value{9}}});
+    });
+    b->write([](auto& tx) {
+        tx.insert("tasks", {{"id", value{10}}, {"title", value{"ten"}}});
+        tx.insert("tasks", {{"id", value{11}}, {"title", value{"eleven"}}});
+    });
+    const auto from_a = changes_of(*a, base), from_b = changes_of(*b, base_b);
+
+    auto check_rows = [](auto& n) {
+        const auto rows = n->rows("tasks");
+        REQUIRE(rows.size() == 4);
+        CHECK(rows[0].at("priority") == value{9});  // written
+        CHECK(rows[1].at("priority") == value{3});  // inserted after the column, given its default
+        CHECK(rows[2].at("priority") == value{3});  // written without knowing the column: the default
+        CHECK(rows[3].at("priority") == value{3});
+    };
+    SUBCASE("a's changes first") {
+        auto c = open_node(env, options_for(delete_policy::insert_revives, 0xc3), fake_clock{&t.now});
+        REQUIRE(c->apply(changes_of(*a, 0)).rejected.empty());
+        REQUIRE(c->apply(from_b).rejected.empty());
+        check_rows(c);
+    }
+    SUBCASE("b's changes first, the column after") {
+        auto c = open_node(env, options_for(delete_policy::insert_revives, 0xc3), fake_clock{&t.now});
+        REQUIRE(c->apply(changes_of(*a, 0, site_id{}).front()).rejected.empty()); // the create
+        REQUIRE(c->apply(from_b).rejected.empty());
+        REQUIRE(c->apply(from_a).rejected.empty());
+        check_rows(c);
+    }
+    REQUIRE(a->apply(from_b).rejected.empty());
+    REQUIRE(b->apply(from_a).rejected.empty());
+    check_rows(a);
+    check_rows(b);
+    CHECK(a->dump() == b->dump());
+    CHECK(a->find_table("tasks")->columns().back().default_value == std::optional<value>(value{3}));
+
+    // The default is kept in the table record: it survives a restart, and the
+    // same migrations offered again after it change nothing.
+    b.rep.reset();
+    if constexpr (Env::persistent) {
+        b.store.reset();
+        b.store = env.open("store-2.mdb");
+    }
+    b.rep = std::make_unique<replica_t<typename Env::store_type>>(*b.store, replica_options{}, fake_clock{&t.now});
+    check_rows(b);
+    const auto again = b->apply(changes_of(*a, 0));
+    CHECK(again.rejected.empty());
+    CHECK(again.applied == 0);
+    CHECK(b->dump() == a->dump());
+}
+
+TEST_CASE_TEMPLATE("schema: concurrent ADD COLUMNs converge to one table in every delivery order", Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    a->create_table(tasks_def());
+    const auto create = changes_of(*a);
+    // Three replicas add columns concurrently, two of them one named "size"
+    // with different types (REAL first by HLC), and write them.
+    std::vector<change_set> sets = create;
+    int k = 0;
+    for (auto [site, col, type] : {std::tuple{0xb2, "size", column_type::real}, std::tuple{0xc3, "size", column_type::integer},
+                                   std::tuple{0xd4, "colour", column_type::text}}) {
+        t.now += 1;
+        auto n = open_node(env, options_for(delete_policy::insert_revives, static_cast<std::uint8_t>(site)), fake_clock{&t.now});
+        REQUIRE(n->apply(create).rejected.empty());
+        const auto pos = n->position();
+        n->write([&, col = col, type = type](auto& tx) { tx.add_column("tasks", column_def{col, type}); });
+        n->write([&, col = col](auto& tx) { tx.insert("tasks", {{"id", value{++k}}, {col, value{7}}}); });
+        for (auto& cs : changes_of(*n, pos)) sets.push_back(std::move(cs));
+    }
+    const auto dumps = dumps_in_every_order(env, t, sets);
+    CHECK(dumps.size() == 1);
+    // The earliest definition of "size" wins: REAL, and the 7 written under
+    // INTEGER is stored as the REAL column stores it.
+    auto n = open_node(env, options_for(delete_policy::insert_revives, 0x78), fake_clock{&t.now});
+    REQUIRE(n->apply(std::vector<change_set>(sets.rbegin(), sets.rend())).rejected.empty());
+    const auto def = n->find_table("tasks");
+    REQUIRE(def);
+    REQUIRE(def->columns().size() == 4);
+    CHECK(def->columns()[2].name == "size");
+    CHECK(def->columns()[2].type == column_type::real);
+    CHECK(def->columns()[3].name == "colour");
+    for (const auto& r : n->rows("tasks"))
+        if (!r.at("size").is_null()) CHECK(r.at("size").kind() == crdtsync::value_kind::real);
+}
+
+TEST_CASE_TEMPLATE("schema: two creates of one table merge when their primary keys agree, in both orders", Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    a->create_table(tasks_def());
+    a->write([](auto& tx) { tx.insert("tasks", {{"id", value{1}}, {"title", value{"a"}}}); });
+    t.now += 5;
+    auto wider = tasks_def();
+    wider.column("due", column_type::text);
+    b->create_table(wider);
+    b->write([](auto& tx) { tx.insert("tasks", {{"id", value{2}}, {"title", value{"b"}}, {"due", value{"soon"}}}); });
+    const auto sa = changes_of(*a), sb = changes_of(*b);
+    CHECK(dumps_in_every_order(env, t, {sa[0], sa[1], sb[0], sb[1]}).size() == 1);
+    REQUIRE(a->apply(sb).rejected.empty());
+    REQUIRE(b->apply(sa).rejected.empty());
+    CHECK(a->dump() == b->dump());
+    CHECK(a->find_table("tasks")->columns().size() == 3);
+    CHECK(a->get("tasks", {value{1}})->at("due").is_null());
+
+    // A create with another primary key cannot merge: rejected, named.
+    auto other = table_def{"tasks"};
+    other.column("id", column_type::text, false).column("title", column_type::text).primary_key({"id"});
+    auto c = open_node(env, options_for(delete_policy::insert_revives, 0xc3), fake_clock{&t.now});
+    c->create_table(other);
+    const auto r = a->apply(changes_of(*c));
+    REQUIRE(r.rejected.size() == 1);
+    CHECK(r.rejected[0].code == std::optional<std::string>("schema"));
+    CHECK(r.rejected[0].reason.find("another primary key") != std::string::npos);
+    // Locally too, and a create the table already covers does nothing.
+    check_throws_code<crdtsync::schema_error>([&] { a->create_table(other); }, crdtsync::errc::schema);
+    const auto pos = a->position();
+    a->create_table(tasks_def());
+    CHECK(a->position() == pos);
+}
+
+TEST_CASE_TEMPLATE("schema: index migrations and DDL outside the applied subset are kept, forwarded and reported", Env,
+                   CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    a->create_table(tasks_def());
+    auto cs = change_set_builder(at(t.now, 5, site_of(0xe5))).build();
+    auto migration = [&](migration_kind kind, std::string ddl, std::uint32_t op) {
+        schema_migration m;
+        m.type = kind;
+        m.table = "tasks";
+        m.ddl = std::move(ddl);
+        m.version = at(t.now, 5, site_of(0xe5), op);
+        m.schema_version = 2;
+        return m;
+    };
+    cs.migrations = {migration(migration_kind::add_index, R"(create index "by_title" on "main"."tasks" ("title"))", 0),
+                     migration(migration_kind::alter_column, "alter table tasks add constraint one_title unique (title)", 1),
+                     migration(migration_kind::drop_index, R"(drop index "main"."by_title")", 2)};
+    cs.version = cs.migrations.back().version;
+    std::vector<crdtsync::schema_notice> notices;
+    a->on_schema_notice([&](const crdtsync::schema_notice& n) { notices.push_back(n); });
+    const auto r = a->apply(cs);
+    CHECK(r.rejected.empty());
+    CHECK(r.applied == 3);
+    REQUIRE(notices.size() == 1);
+    CHECK(notices[0].migration == cs.migrations[1]);
+    CHECK(notices[0].message.find("outside") != std::string::npos);
+    CHECK(a->find_table("tasks") == tasks_def());
+
+    // Forwarded: a third replica receives all three from a.
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    REQUIRE(b->apply(changes_of(*a)).rejected.empty());
+    CHECK(b->dump() == a->dump());
+    CHECK(b->dump().find("add constraint one_title") != std::string::npos);
+
+    // Malformed DDL, and kinds this version does not apply yet, are refused by name.
+    for (auto [kind, ddl] : {std::pair{migration_kind::add_index, std::string("create index (")},
+                             std::pair{migration_kind::drop_table, std::string(R"(drop table "main"."tasks")")},
+                             std::pair{migration_kind::alter_column, std::string("alter table tasks drop column title")}}) {
+        auto bad = change_set_builder(at(t.now, 9, site_of(0xe6))).build();
+        bad.migrations = {migration(kind, ddl, 0)};
+        bad.migrations[0].version = at(t.now, 9, site_of(0xe6));
+        bad.version = bad.migrations[0].version;
+        const auto res = a->apply(bad);
+        REQUIRE(res.rejected.size() == 1);
+        CHECK(res.rejected[0].code == std::optional<std::string>("schema"));
+    }
+}
+
+struct task_v1 {
+    BOOST_HANA_DEFINE_STRUCT(task_v1, (std::int64_t, id), (std::string, title));
+};
+struct task_v2 {
+    BOOST_HANA_DEFINE_STRUCT(task_v2, (std::int64_t, id), (std::string, title), (std::optional<std::string>, note));
+};
+
+TEST_CASE_TEMPLATE("schema: a typed table whose struct gained an optional member evolves by ADD COLUMN", Env,
+                   CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto old_app = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto new_app = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    auto v1 = old_app->template table<task_v1>("tasks", crdtsync::key(&task_v1::id));
+    old_app->write([&](auto& tx) { v1.insert(tx, task_v1{1, "old"}); });
+    // A fresh replica of the new struct: its create has the new column, and
+    // the old replica merges it instead of rejecting it.
+    auto v2 = new_app->template table<task_v2>("tasks", crdtsync::key(&task_v2::id));
+    new_app->write([&](auto& tx) { v2.insert(tx, task_v2{2, "new", std::string("hello")}); });
+    REQUIRE(old_app->apply(changes_of(*new_app)).rejected.empty());
+    REQUIRE(new_app->apply(changes_of(*old_app)).rejected.empty());
+    CHECK(old_app->dump() == new_app->dump());
+    CHECK(old_app->find_table("tasks")->find_column("note"));
+
+    // An existing replica opening the new struct adds the column by migration.
+    auto c = open_node(env, options_for(delete_policy::insert_revives, 0xc3), fake_clock{&t.now});
+    auto c1 = c->template table<task_v1>("tasks", crdtsync::key(&task_v1::id));
+    c->write([&](auto& tx) { c1.insert(tx, task_v1{3, "c"}); });
+    const auto pos = c->position();
+    auto c2 = c->template table<task_v2>("tasks", crdtsync::key(&task_v2::id));
+    const auto added = changes_of(*c, pos);
+    REQUIRE(added.size() == 1);
+    REQUIRE(added[0].migrations.size() == 1);
+    CHECK(added[0].migrations[0].ddl.find("ADD COLUMN \"note\"") != std::string::npos);
+    const auto got = c2.get(3);
+    REQUIRE(got);
+    CHECK(got->title == "c");
+    CHECK_FALSE(got->note.has_value());
+    REQUIRE(old_app->apply(changes_of(*c)).rejected.empty());
+    CHECK(old_app->rows("tasks").size() == 3);
+}
+
+} // namespace replica_tests
