@@ -147,6 +147,15 @@ public:
         if (auto t = lookup(s, n)) return t->def;
         return std::nullopt;
     }
+    /// A number that changes whenever some table's definition may have
+    /// changed (a migration applied here, or this replica re-read its state
+    /// after another process committed): a typed table checks its struct
+    /// again when it moved. Opens no store transaction, so it may be called
+    /// inside `write`.
+    [[nodiscard]] std::uint64_t schema_generation() const noexcept {
+        const auto entered = check_.enter("replica::schema_generation");
+        return schema_gen_;
+    }
     /// Creates a table in its own transaction (see `transaction::create_table`).
     void create_table(const table_def& def) {
         write([&](transaction& tx) { tx.create_table(def); });
@@ -810,6 +819,7 @@ private:
         last_seq_ = read_u64(r, "seq");
         gc_seq_ = read_u64(r, "gc");
         held_facts_ = read_u64(r, "held");
+        ++schema_gen_;
         gc_exempt_ = {};
         if (auto v = r.get(detail::layout::meta_key("gc-exempt")); v && v->size() == crdtsync::site_id::size + 16)
             gc_exempt_ = {crdtsync::site_id::from_bytes(v->substr(0, crdtsync::site_id::size)),
@@ -1479,6 +1489,7 @@ private:
                 ids.push_back(t->next_column_id++);
             }
         }
+        ++schema_gen_;
         t->def = std::move(def);
         t->column_ids = std::move(ids);
         t->schema_version = std::max(t->schema_version + 1, version);
@@ -1527,6 +1538,7 @@ private:
         t.init_prefixes();
         w.put(detail::layout::table_key(t.id), encode_table(t));
         tables_.push_back(std::move(t));
+        ++schema_gen_;
     }
 
     /// Checks a migration can apply on top of `schema` (the live tables plus
@@ -2021,6 +2033,7 @@ private:
     mutable std::uint64_t last_seq_ = 0;
     mutable std::uint64_t gc_seq_ = 0;
     mutable std::uint64_t held_facts_ = 0; // facts of held change sets (meta "held")
+    mutable std::uint64_t schema_gen_ = 0; // bumped when table definitions may have changed
     bool schema_grew_ = false; // a migration applied in this transaction: held change sets may apply now
     bool releasing_ = false;
     std::string over_bound_;   // why a change set could not be held (max_held_facts)

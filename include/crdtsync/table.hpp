@@ -141,15 +141,53 @@ template <class T, class... M>
     return spec;
 }
 
+namespace detail {
+/// Checks that struct table `def` (key `key_names`) fits the live table:
+/// every member matches a live column (the table may have more nullable
+/// columns, added later by ADD COLUMN), and the keys agree. Returns the
+/// std::optional members the table lacks (the caller adds them, or refuses).
+/// \throws schema_error (`errc::schema_mismatch`) naming what differs.
+inline std::vector<column_def> struct_fit(const table_def& live, const table_def& def, const std::vector<std::string>& key_names) {
+    std::vector<column_def> added;
+    for (const auto& c : def.columns()) {
+        auto i = live.find_column(c.name);
+        if (!i && c.nullable) {
+            added.push_back(c);
+            continue;
+        }
+        if (!i)
+            detail::raise(errc::schema_mismatch, "table " + live.qualified_name() + " has no column \"" + c.name +
+                                                     "\" for the struct member of that name, and a NOT NULL member cannot be added "
+                                                     "to a table that has rows without it: make the member std::optional");
+        const auto& l = live.columns()[*i];
+        if (l.type != c.type || l.nullable != c.nullable)
+            detail::raise(errc::schema_mismatch, "column \"" + c.name + "\" of table " + live.qualified_name() + " is " +
+                                                     table_def::column_ddl(l) + ", the struct member needs " +
+                                                     table_def::column_ddl(c));
+    }
+    for (std::size_t i = 0; i < live.columns().size(); ++i)
+        if (!def.find_column(live.columns()[i].name) && !live.columns()[i].nullable && !live.columns()[i].default_value)
+            detail::raise(errc::schema_mismatch, "table " + live.qualified_name() + " has a NOT NULL column \"" +
+                                                     live.columns()[i].name + "\" that the struct lacks");
+    std::vector<std::string> live_key;
+    for (auto i : live.key_columns()) live_key.push_back(live.columns()[i].name);
+    if (live_key != key_names)
+        detail::raise(errc::schema_mismatch, "table " + live.qualified_name() + " has another primary key than the one given");
+    return added;
+}
+} // namespace detail
+
 /// A table of structs. Obtain one with `replica.table<T>(name, key(...))`.
 template <class Replica, class T>
 class typed_table {
 public:
     using transaction = typename Replica::transaction;
 
-    typed_table(Replica& r, std::string name, table_def def)
-        : replica_(&r), name_(std::move(name)), def_(std::move(def)) {}
+    typed_table(Replica& r, std::string name, table_def def, table_def struct_def, std::vector<std::string> key_names)
+        : replica_(&r), name_(std::move(name)), def_(std::move(def)), struct_def_(std::move(struct_def)),
+          key_names_(std::move(key_names)), generation_(r.schema_generation()) {}
 
+    /// The live table's definition (as of the last use that checked it).
     [[nodiscard]] const table_def& definition() const noexcept { return def_; }
 
     /// Inserts a row (every member is written).
@@ -160,16 +198,21 @@ public:
     /// Deletes the row with the same key as `v`. Returns false when absent.
     bool erase(transaction& tx, const T& v) const { return tx.erase(name_, key_of(v)); }
     /// Deletes the row with key `pk` (key column values in key order).
-    bool erase_key(transaction& tx, const row_key& pk) const { return tx.erase(name_, pk); }
+    bool erase_key(transaction& tx, const row_key& pk) const {
+        checked();
+        return tx.erase(name_, pk);
+    }
 
     /// The row with key `pk`, read in `tx` (sees its own writes).
     [[nodiscard]] std::optional<T> get(transaction& tx, const row_key& pk) const {
+        checked();
         auto r = tx.get(name_, pk);
         if (!r) return std::nullopt;
         return from_row(*r);
     }
     /// The committed row with key `pk`.
     [[nodiscard]] std::optional<T> get(const row_key& pk) const {
+        checked();
         auto r = replica_->get(name_, pk);
         if (!r) return std::nullopt;
         return from_row(*r);
@@ -183,18 +226,21 @@ public:
     /// A page of committed rows in key order (see `row_scan`); for the next
     /// page, `{.from = key_of(last), .exclusive = true, .limit = n}`.
     [[nodiscard]] std::vector<T> scan(const row_scan& s) const {
+        checked();
         std::vector<T> out;
         for (const auto& r : replica_->rows(name_, s)) out.push_back(from_row(r));
         return out;
     }
     /// Every committed row in key order.
     [[nodiscard]] std::vector<T> all() const {
+        checked();
         std::vector<T> out;
         for (const auto& r : replica_->rows(name_)) out.push_back(from_row(r));
         return out;
     }
 
     [[nodiscard]] row to_row(const T& v) const {
+        checked();
         row r;
         boost::hana::for_each(boost::hana::accessors<T>(), [&](auto pair) {
             r[boost::hana::to<const char*>(boost::hana::first(pair))] = detail::to_value(boost::hana::second(pair)(v));
@@ -218,56 +264,53 @@ public:
         return k;
     }
 
+    /// Checks the struct against the live table again when a migration
+    /// changed some table definition since the last check.
+    /// \throws schema_error (`errc::schema_mismatch`) when it no longer fits
+    /// (a concurrent ADD COLUMN of a member's name with another type won, say).
+    void checked() const {
+        const auto g = replica_->schema_generation();
+        if (g == generation_) return;
+        auto live = replica_->find_table(name_);
+        if (!live) detail::raise(errc::schema_mismatch, "table " + name_ + " no longer exists");
+        const auto missing = detail::struct_fit(*live, struct_def_, key_names_);
+        if (!missing.empty())
+            detail::raise(errc::schema_mismatch, "table " + live->qualified_name() + " has no column \"" + missing.front().name +
+                                                     "\" for the struct member of that name");
+        def_ = std::move(*live);
+        generation_ = g;
+    }
+
 private:
     Replica* replica_;
     std::string name_;
-    table_def def_;
+    mutable table_def def_;
+    table_def struct_def_;
+    std::vector<std::string> key_names_;
+    mutable std::uint64_t generation_ = 0;
 };
+
 
 template <class Store, physical_clock Clock>
 template <class T>
 typed_table<replica<Store, Clock>, T> replica<Store, Clock>::table(std::string name, const key_spec<T>& key) {
     auto def = detail::struct_table_def<T>(name, key.names);
     if (auto live = find_table(name)) {
-        // Every member must match a live column; the table may have more
-        // (nullable) columns, added later by ADD COLUMN. A std::optional
-        // member the table lacks evolves it: an ADD COLUMN migration that
-        // travels to peers (never a second create with another definition).
-        std::vector<column_def> added;
-        for (const auto& c : def.columns()) {
-            auto i = live->find_column(c.name);
-            if (!i && c.nullable) {
-                added.push_back(c);
-                continue;
-            }
-            if (!i)
-                detail::raise(errc::schema_mismatch, "table " + live->qualified_name() + " has no column \"" + c.name +
-                                                         "\" for the struct member of that name, and a NOT NULL member cannot be added "
-                                                         "to a table that has rows without it: make the member std::optional");
-            const auto& l = live->columns()[*i];
-            if (l.type != c.type || l.nullable != c.nullable)
-                detail::raise(errc::schema_mismatch, "column \"" + c.name + "\" of table " + live->qualified_name() + " is " +
-                                                         table_def::column_ddl(l) + ", the struct member needs " +
-                                                         table_def::column_ddl(c));
-        }
-        for (std::size_t i = 0; i < live->columns().size(); ++i)
-            if (!def.find_column(live->columns()[i].name) && !live->columns()[i].nullable)
-                detail::raise(errc::schema_mismatch, "table " + live->qualified_name() + " has a NOT NULL column \"" +
-                                                         live->columns()[i].name + "\" that the struct lacks");
-        std::vector<std::string> live_key, want_key;
-        for (auto i : live->key_columns()) live_key.push_back(live->columns()[i].name);
-        if (live_key != key.names)
-            detail::raise(errc::schema_mismatch, "table " + live->qualified_name() + " has another primary key than the one given");
+        // A std::optional member the table lacks evolves it: an ADD COLUMN
+        // migration that travels to peers (never a second create with
+        // another definition).
+        const auto added = detail::struct_fit(*live, def, key.names);
         if (!added.empty()) {
             write([&](transaction& tx) {
                 for (auto& c : added) tx.add_column(live->qualified_name(), c);
             });
             live = find_table(name);
         }
-        return typed_table<replica, T>(*this, std::move(name), *live);
+        return typed_table<replica, T>(*this, std::move(name), *live, std::move(def), key.names);
     }
     create_table(def);
-    return typed_table<replica, T>(*this, std::move(name), std::move(def));
+    auto live = *find_table(name);
+    return typed_table<replica, T>(*this, std::move(name), std::move(live), std::move(def), key.names);
 }
 
 CRDTSYNC_END_NAMESPACE

@@ -287,3 +287,120 @@ TEST_CASE_TEMPLATE("schema: a typed table whose struct gained an optional member
 }
 
 } // namespace replica_tests
+
+namespace replica_tests {
+
+// Random ADD COLUMNs (names from a small pool, so that replicas add the same
+// name with different types), creates of a second table with different extra
+// columns, and row writes on three replicas; random exchanges between pairs
+// (all, a random part, or a random part delivered twice, in random order);
+// finally everyone pulls from everyone until nothing changes. Every replica
+// ends with the same dump and nothing held.
+TEST_CASE_TEMPLATE("schema: random migrations interleaved with writes converge on three replicas", Env, CRDTSYNC_TEST_STORES) {
+    const auto seeds = static_cast<unsigned>(env_number("CRDTSYNC_SCHEMA_SEEDS", 6));
+    const auto steps = static_cast<int>(env_number("CRDTSYNC_SCHEMA_STEPS", 120));
+    for (unsigned seed = 1; seed <= seeds; ++seed) {
+        CAPTURE(seed);
+        Env env;
+        sim_time t;
+        std::mt19937 rng(seed);
+        std::vector<node_t<Env>> n;
+        for (std::uint8_t s = 1; s <= 3; ++s)
+            n.push_back(open_node(env, options_for(delete_policy::insert_revives, static_cast<std::uint8_t>(0x10 * s)),
+                                  fake_clock{&t.now}));
+        n[0]->create_table(tasks_def());
+        const auto base = changes_of(*n[0]);
+        for (int i = 1; i < 3; ++i) REQUIRE(n[i]->apply(base).rejected.empty());
+
+        const char* pool[] = {"a", "b", "c", "d"};
+        const column_type types[] = {column_type::integer, column_type::real, column_type::text};
+        auto pick = [&](std::size_t k) { return static_cast<std::size_t>(rng() % k); };
+        for (int step = 0; step < steps; ++step) {
+            t.now += pick(3);
+            auto& r = n[pick(3)];
+            const auto what = pick(10);
+            if (what == 0) { // an ADD COLUMN
+                const std::string col = pool[pick(4)];
+                if (!r->find_table("tasks")->find_column(col))
+                    r->write([&](auto& tx) { tx.add_column("tasks", column_def{col, types[pick(3)]}); });
+            } else if (what == 1 && !r->find_table("extra")) { // a create of a second table, extra columns differ
+                table_def e{"extra"};
+                e.column("k", column_type::integer, false).primary_key({"k"});
+                e.column(pool[pick(4)], types[pick(3)]);
+                r->create_table(e);
+            } else if (what == 2 && r->find_table("extra")) {
+                r->write([&](auto& tx) {
+                    const auto def = tx.table("extra");
+                    row values{{"k", value{static_cast<std::int64_t>(pick(5))}}};
+                    values[def.columns().back().name] = value{static_cast<std::int64_t>(pick(100))};
+                    if (!tx.get("extra", {values.at("k")})) tx.insert("extra", values);
+                });
+            } else if (what < 7) { // a write of a random known column
+                r->write([&](auto& tx) {
+                    const auto def = tx.table("tasks");
+                    const value id{static_cast<std::int64_t>(pick(6))};
+                    const auto& col = def.columns()[pick(def.columns().size())];
+                    const value v = col.name == "id" ? value{} : pick(2) ? value{static_cast<std::int64_t>(pick(50))} : value{"v" + std::to_string(pick(50))};
+                    if (!tx.get("tasks", {id})) tx.insert("tasks", {{"id", id}});
+                    else if (pick(8) == 0) (void)tx.erase("tasks", {id});
+                    else if (col.name != "id") (void)tx.update("tasks", {id}, {{col.name, v}});
+                });
+            } else { // an exchange: some of what one replica holds, to another, maybe twice, in random order
+                auto& from = n[pick(3)];
+                auto& to = n[pick(3)];
+                if (&from == &to) continue;
+                auto sets = changes_of(*from, 0);
+                std::vector<change_set> part;
+                for (auto& cs : sets)
+                    if (pick(3)) part.push_back(cs);
+                if (pick(2)) part.insert(part.end(), part.begin(), part.begin() + static_cast<std::ptrdiff_t>(part.size() / 2));
+                std::shuffle(part.begin(), part.end(), rng);
+                const auto res = to->apply(part);
+                REQUIRE(res.rejected.empty());
+            }
+        }
+        // Everyone pulls everything from everyone, until nothing changes.
+        for (int round = 0; round < 4; ++round)
+            for (auto& to : n)
+                for (auto& from : n)
+                    if (&to != &from) REQUIRE(to->apply(changes_of(*from, 0)).rejected.empty());
+        for (auto& r : n) {
+            CHECK(r->held_facts() == 0);
+            REQUIRE(crdtsync::check(*r).ok());
+        }
+        CHECK(n[0]->dump() == n[1]->dump());
+        CHECK(n[0]->dump() == n[2]->dump());
+        CHECK(rows_text(*n[0]) == rows_text(*n[2]));
+    }
+}
+
+} // namespace replica_tests
+
+namespace replica_tests {
+
+struct sized_v1 {
+    BOOST_HANA_DEFINE_STRUCT(sized_v1, (std::int64_t, id), (std::optional<std::int64_t>, size));
+};
+
+TEST_CASE_TEMPLATE("schema: a typed table is checked again after a migration changed its table", Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    table_def base{"things"};
+    base.column("id", column_type::integer, false).primary_key({"id"});
+    a->create_table(base);
+    REQUIRE(b->apply(changes_of(*a)).rejected.empty());
+    // b adds "size" as REAL first (by HLC); a's typed table adds it as INTEGER later.
+    b->write([](auto& tx) { tx.add_column("things", column_def{"size", column_type::real}); });
+    t.now += 10;
+    auto things = a->template table<sized_v1>("things", crdtsync::key(&sized_v1::id));
+    a->write([&](auto& tx) { things.insert(tx, sized_v1{1, 5}); });
+    CHECK(things.all().size() == 1);
+    // b's earlier definition arrives and wins: the struct no longer fits.
+    REQUIRE(a->apply(changes_of(*b)).rejected.empty());
+    CHECK(a->find_table("things")->columns()[1].type == column_type::real);
+    check_throws_code<crdtsync::schema_error>([&] { (void)things.all(); }, crdtsync::errc::schema_mismatch);
+}
+
+} // namespace replica_tests
