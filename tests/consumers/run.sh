@@ -9,6 +9,10 @@
 #   store-laws  docs/store.md's program running the installed store laws
 #               (<crdtsync/testing/store_laws.hpp>) over a user's store
 #   cmake       find_package(crdtsync) and crdtsync::lmdb
+#   cmake-moved the same against a copy of the installed prefix somewhere else,
+#               with the original renamed away (the CMake package is relocatable)
+#   pkg-config-moved
+#               the pkg-config way against that copy (the .pc files are relocatable)
 #   subproject  a meson project with crdtsync in subprojects/ and a wrap file with
 #               [provide]: dependency('crdtsync-lmdb') without a fallback, and none
 #               of crdtsync's tests, examples or tools configured
@@ -90,6 +94,46 @@ with_cmake() {
     cmake --build "$work/cmake-build" && check_output "$work/cmake-build/consumer"
 }
 way cmake with_cmake
+
+# A package built with one prefix and unpacked under another: the installed
+# tree is copied elsewhere (a different depth) and the original renamed away
+# while the consumer is configured and built, so any absolute path to the
+# install prefix baked into the CMake package or the .pc files fails.
+moved="$work/moved/to/elsewhere"
+in_moved_tree() { # command...: runs it with the prefix copied to $moved and the original away
+  rm -rf "$work/moved" && mkdir -p "$(dirname "$moved")" && cp -a "$prefix" "$moved" || return 1
+  mv "$prefix" "$prefix.away" || return 1
+  "$@"
+  local rc=$?
+  mv "$prefix.away" "$prefix" || return 1
+  return $rc
+}
+no_stale_paths() { # dir: no file under it names the original prefix
+  if grep -rlF "$prefix/" "$1"; then
+    echo "the files above name the original prefix $prefix"
+    return 1
+  fi
+}
+
+with_cmake_moved() {
+  local b="$work/cmake-moved-build"
+  cmake -S "$here/cmake" -B "$b" -DCMAKE_PREFIX_PATH="$moved" -DCMAKE_BUILD_TYPE=Debug || return 1
+  grep -qxF "crdtsync_DIR:PATH=$moved/share/cmake/crdtsync" "$b/CMakeCache.txt" ||
+    { echo "find_package(crdtsync) did not use $moved"; grep crdtsync_DIR "$b/CMakeCache.txt"; return 1; }
+  no_stale_paths "$b" && cmake --build "$b" && check_output "$b/consumer"
+}
+way cmake-moved in_moved_tree with_cmake_moved
+
+with_pkg_config_moved() {
+  local pc=(env PKG_CONFIG_PATH="$moved/share/pkgconfig" pkg-config) cflags libs
+  cflags=$("${pc[@]}" --cflags crdtsync-lmdb) && libs=$("${pc[@]}" --libs crdtsync-lmdb) || return 1
+  echo "cflags: $cflags"
+  echo "libs: $libs"
+  case "$cflags $libs" in *"$prefix/"*) echo "pkg-config names the original prefix $prefix"; return 1 ;; esac
+  # shellcheck disable=SC2086
+  g++ -O0 $cflags "$here/consumer.cpp" -o "$work/pc-moved-consumer" $libs && check_output "$work/pc-moved-consumer"
+}
+way pkg-config-moved in_moved_tree with_pkg_config_moved
 
 with_subproject() {
   local p="$work/parent"
