@@ -238,7 +238,15 @@ int cmd_exec(const exec_args& a) {
                                     exists = true;
                                 } catch (const crdtsync::schema_error&) {
                                 }
-                                if (!(exists && x.if_not_exists)) tx.create_table(def);
+                                // SQL's rule: CREATE TABLE of a table that exists is an
+                                // error, IF NOT EXISTS makes it nothing. (The replica
+                                // itself treats a create it already covers as nothing,
+                                // and merges one that adds columns: docs/schema.md.)
+                                if (exists && !x.if_not_exists)
+                                    crdtsync::detail::raise(crdtsync::errc::schema,
+                                                            "table " + def.qualified_name() + " already exists (CREATE TABLE IF NOT EXISTS "
+                                                            "leaves it as it is; ALTER TABLE ... ADD COLUMN adds a column)");
+                                if (!exists) tx.create_table(def);
                                 done.push_back("CREATE TABLE " + def.qualified_name());
                             } else if constexpr (std::is_same_v<T, sql::add_column>) {
                                 const auto add = crdtsync::table_def::parse_add_column(x.ddl);
