@@ -37,6 +37,15 @@ int main() {
     };
     alice.on_conflict(report);
     bob.on_conflict(report);
+    // A change set a replica cannot take (a peer's clock far ahead, a table
+    // created elsewhere with another primary key) is rejected whole, and its
+    // sender offers it again: watch for it. (Change sets for a table not
+    // known yet are held until it arrives: on_hold, docs/schema.md.)
+    auto rejected = [](const crdtsync::rejection& r) {
+        std::cerr << "rejected " << r.transaction_id << ": " << r.reason << "\n";
+    };
+    alice.on_rejected(rejected);
+    bob.on_rejected(rejected);
 
     // Exchange: each side asks the other for what it lacks.
     auto to_bob = alice.changes_since(bob.site_id(), first.next_position);
