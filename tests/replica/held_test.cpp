@@ -118,12 +118,7 @@ TEST_CASE_TEMPLATE("held change sets survive a restart and apply after it", Env,
     REQUIRE(held_before.size() == 2);
 
     // Reopen the replica over the same store (for LMDB, the same file).
-    b.rep.reset();
-    if constexpr (Env::persistent) {
-        b.store.reset();
-        b.store = env.open("store-2.mdb");
-    }
-    b.rep = std::make_unique<replica_t<typename Env::store_type>>(*b.store, replica_options{}, fake_clock{&t.now});
+    reopen(env, b, "store-2.mdb", fake_clock{&t.now});
     CHECK(b->held_facts() == 4);
     CHECK(b->held_change_sets() == held_before);
     require_sound(*b);

@@ -109,12 +109,7 @@ TEST_CASE_TEMPLATE("schema: an ADD COLUMN with a default on one replica while an
 
     // The default is kept in the table record: it survives a restart, and the
     // same migrations offered again after it change nothing.
-    b.rep.reset();
-    if constexpr (Env::persistent) {
-        b.store.reset();
-        b.store = env.open("store-2.mdb");
-    }
-    b.rep = std::make_unique<replica_t<typename Env::store_type>>(*b.store, replica_options{}, fake_clock{&t.now});
+    reopen(env, b, "store-2.mdb", fake_clock{&t.now});
     check_rows(b);
     const auto again = b->apply(changes_of(*a, 0));
     CHECK(again.rejected.empty());

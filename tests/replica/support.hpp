@@ -180,6 +180,23 @@ node<Store> open_node(Env& env, replica_options opts, fake_clock clock) {
     return n;
 }
 
+/// Closes node `n`'s replica and opens it again over the same store with
+/// default options (a restart): for a persistent environment the store is
+/// closed too and reopened from its file `name` (the n-th store an
+/// environment opens is "store-<n>.mdb").
+template <class Env>
+void reopen(Env& env, node_t<Env>& n, const std::string& name, fake_clock clock) {
+    n.rep.reset();
+    if constexpr (Env::persistent) {
+        n.store.reset();
+        n.store = env.open(name);
+    } else {
+        (void)env;
+        (void)name;
+    }
+    n.rep = std::make_unique<replica_t<typename Env::store_type>>(*n.store, replica_options{}, clock);
+}
+
 // ------------------------------------------------------------------ schema
 
 /// `items`: a composite key (id INTEGER, name TEXT COLLATE NOCASE) and three
