@@ -1379,7 +1379,7 @@ private:
         if (const auto target = migration_target(m)) {
             auto def = replay_definition(w, target->first, target->second);
             if (def) define_table(w, std::move(*def), m.schema_version);
-        } else if (current_ev_ && !schema_listeners_.empty() && !check_kept_ddl(m)) {
+        } else if (current_ev_ && !schema_listeners_.empty() && !parse_kept_ddl(m)) {
             current_ev_->notices.push_back(schema_notice{m, "kept and forwarded, not applied: its DDL is outside what this version "
                                                             "of crdtsync applies (" + m.ddl.substr(0, 120) + ")"});
         }
@@ -1402,9 +1402,9 @@ private:
     /// The ADD COLUMN an add_column / alter_column migration carries; nothing
     /// for other DDL that is kept and forwarded only.
     static std::optional<table_def::add_column_ddl> parse_add_column(const schema_migration& m) {
-        if (!check_kept_ddl(m)) return std::nullopt;
-        const auto stmt = parse_ddl(m.ddl);
-        if (const auto* add = std::get_if<ddl_add_column>(&stmt)) return table_def::add_column_ddl{add->schema, add->table, add->column};
+        const auto stmt = parse_kept_ddl(m);
+        if (!stmt) return std::nullopt;
+        if (const auto* add = std::get_if<ddl_add_column>(&*stmt)) return table_def::add_column_ddl{add->schema, add->table, add->column};
         return std::nullopt;
     }
 
@@ -1555,21 +1555,25 @@ private:
             if (existing && !same_key(*existing, def))
                 detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another primary key: " +
                                                 existing->to_ddl() + "; this create: " + def.to_ddl());
-            if (!existing) created.push_back(std::move(def));
-            else if (merged(*existing, def).columns().size() != existing->columns().size()) created.push_back(merged(*existing, def));
+            if (!existing) {
+                created.push_back(std::move(def));
+            } else if (auto wider = merged(*existing, def); wider.columns().size() != existing->columns().size()) {
+                created.push_back(std::move(wider));
+            }
             return;
         }
         if (m.type == migration_kind::add_index || m.type == migration_kind::drop_index) {
-            check_kept_ddl(m); // kept and forwarded; no effect on storage here
+            (void)parse_kept_ddl(m); // kept and forwarded; no effect on storage here
             return;
         }
         if (m.type == migration_kind::add_column || m.type == migration_kind::alter_column) {
-            if (!check_kept_ddl(m)) return; // DDL outside the supported subset: kept and forwarded
-            const auto stmt = parse_ddl(m.ddl);
-            if (!std::holds_alternative<ddl_add_column>(stmt))
+            const auto stmt = parse_kept_ddl(m);
+            if (!stmt) return; // DDL outside the supported subset: kept and forwarded
+            const auto* parsed = std::get_if<ddl_add_column>(&*stmt);
+            if (!parsed)
                 detail::raise(errc::schema, "schema migration \"" + std::string(to_text(m.type)) + "\" with DDL \"" + m.ddl.substr(0, 120) +
                                                 "\": this version of crdtsync applies ADD COLUMN only (docs/schema.md)");
-            auto add = *parse_add_column(m);
+            const table_def::add_column_ddl add{parsed->schema, parsed->table, parsed->column};
             const table_def* def = nullptr;
             if (auto t = lookup(add.schema, add.table)) def = &t->def;
             for (auto& c : created)
@@ -1590,17 +1594,16 @@ private:
                                         "\" is not supported by this version of crdtsync");
     }
 
-    /// Checks the DDL of a migration this replica may keep without applying
-    /// it: true when it is in the supported subset (parse it to apply it),
-    /// false when it is well-formed DDL outside it (kept, forwarded, and
-    /// reported through `on_schema_notice`). \throws schema_error for
+    /// Parses the DDL of a migration this replica may keep without applying
+    /// it: the statement when it is in the supported subset, nothing when it
+    /// is well-formed DDL outside it (kept, forwarded, and reported through
+    /// `on_schema_notice`). \throws schema_error for
     /// malformed text.
-    static bool check_kept_ddl(const schema_migration& m) {
+    static std::optional<ddl_statement> parse_kept_ddl(const schema_migration& m) {
         try {
-            (void)parse_ddl(m.ddl);
-            return true;
+            return parse_ddl(m.ddl);
         } catch (const error& e) {
-            if (e.code() == errc::schema && e.message().rfind("unsupported DDL:", 0) == 0) return false;
+            if (e.code() == errc::schema && e.message().rfind("unsupported DDL:", 0) == 0) return std::nullopt;
             throw;
         }
     }

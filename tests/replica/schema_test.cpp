@@ -151,6 +151,14 @@ TEST_CASE_TEMPLATE("schema: concurrent ADD COLUMNs converge to one table in ever
     CHECK(def->columns()[3].name == "colour");
     for (const auto& r : n->rows("tasks"))
         if (!r.at("size").is_null()) CHECK(r.at("size").kind() == crdtsync::value_kind::real);
+    // The adverse order, fixed: the later INTEGER definition and its row
+    // first, then the earlier REAL one, which must re-coerce the stored 7.
+    auto late = open_node(env, options_for(delete_policy::insert_revives, 0x79), fake_clock{&t.now});
+    for (const std::size_t i : {0, 3, 4, 5, 6, 2, 1}) REQUIRE(late->apply(sets[i]).rejected.empty());
+    CHECK(late->held_facts() == 0);
+    CHECK(late->dump() == n->dump());
+    for (const auto& r : late->rows("tasks"))
+        if (!r.at("size").is_null()) CHECK(r.at("size").kind() == crdtsync::value_kind::real);
 }
 
 TEST_CASE_TEMPLATE("schema: two creates of one table merge when their primary keys agree, in both orders", Env, CRDTSYNC_TEST_STORES) {
