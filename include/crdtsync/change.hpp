@@ -52,6 +52,14 @@ using change = std::variant<column_change, row_delete>;
     return std::visit([](const auto& x) -> const hlc& { return x.version; }, c);
 }
 
+/// The schema and table either kind of fact names.
+[[nodiscard]] inline const std::string& schema_of(const change& c) noexcept {
+    return std::visit([](const auto& x) -> const std::string& { return x.schema; }, c);
+}
+[[nodiscard]] inline const std::string& table_of(const change& c) noexcept {
+    return std::visit([](const auto& x) -> const std::string& { return x.table; }, c);
+}
+
 enum class migration_kind : std::uint8_t {
     create_table, drop_table, rename_table, add_column, drop_column, alter_column, add_index, drop_index
 };

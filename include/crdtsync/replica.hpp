@@ -20,6 +20,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <set>
 #include <optional>
 #include <span>
 #include <string>
@@ -30,6 +31,7 @@
 #include <crdtsync/change.hpp>
 #include <crdtsync/ddl.hpp>
 #include <crdtsync/detail/change_set_record.hpp>
+#include <crdtsync/detail/schema_catalog.hpp>
 #include <crdtsync/detail/layout.hpp>
 #include <crdtsync/detail/thread_check.hpp>
 #include <crdtsync/detail/storable.hpp>
@@ -657,7 +659,10 @@ private:
     [[nodiscard]] const table_state& require_table(std::string_view qualified) const {
         auto [s, n] = split_name(qualified);
         if (auto t = lookup(s, n)) return *t;
-        detail::raise(errc::unknown_table, "no table \"" + std::string(s) + "." + std::string(n) + "\" in this replica");
+        const auto q = detail::schema_catalog::qualified(s, n);
+        if (catalog_.table_dropped(q))
+            detail::raise(errc::unknown_table, "table " + q + " was dropped; a dropped table's name is not used again (docs/schema.md)");
+        detail::raise(errc::unknown_table, "no table \"" + q + "\" in this replica");
     }
     [[nodiscard]] const table_state* table_by_id(std::uint32_t id) const noexcept {
         for (const auto& t : tables_)
@@ -832,6 +837,7 @@ private:
             tables_.push_back(decode_table(detail::load_be<std::uint32_t>(k, 1), v));
             return true;
         });
+        catalog_ = replay_catalog(r);
     }
     template <class R>
     static std::uint64_t read_u64(R& r, std::string_view name) {
@@ -1376,128 +1382,150 @@ private:
         const auto seq = ++last_seq_;
         detail::layout::put_log_record(log_buf_, detail::layout::migration, mkey);
         w.put(detail::layout::log_key(seq), log_buf_);
-        if (const auto target = migration_target(m)) {
-            auto def = replay_definition(w, target->first, target->second);
-            if (def) define_table(w, std::move(*def), m.schema_version);
-        } else if (current_ev_ && !schema_listeners_.empty() && !parse_kept_ddl(m)) {
+        const auto stmt = m.type == migration_kind::add_index || m.type == migration_kind::drop_index ? std::nullopt : parse_kept_ddl(m);
+        if (stmt && changes_tables(*stmt)) {
+            reconcile(w, m.schema_version);
+        } else if (!stmt && current_ev_ && !schema_listeners_.empty() && m.type != migration_kind::add_index &&
+                   m.type != migration_kind::drop_index) {
             current_ev_->notices.push_back(schema_notice{m, "kept and forwarded, not applied: its DDL is outside what this version "
                                                             "of crdtsync applies (" + m.ddl.substr(0, 120) + ")"});
         }
         return outcome::applied;
     }
 
-    /// The table a migration that changes storage defines ("schema", "name"),
-    /// or nothing for one kept and forwarded only (an index, or DDL outside
-    /// the supported subset).
-    static std::optional<std::pair<std::string, std::string>> migration_target(const schema_migration& m) {
-        if (m.type == migration_kind::create_table) {
-            auto def = table_def::from_ddl(m.ddl);
-            return std::pair{def.schema_name(), def.name()};
-        }
-        if (m.type == migration_kind::add_column || m.type == migration_kind::alter_column) {
-            if (auto add = parse_add_column(m)) return std::pair{add->schema, add->table};
-        }
-        return std::nullopt;
-    }
-    /// The ADD COLUMN an add_column / alter_column migration carries; nothing
-    /// for other DDL that is kept and forwarded only.
-    static std::optional<table_def::add_column_ddl> parse_add_column(const schema_migration& m) {
-        const auto stmt = parse_kept_ddl(m);
-        if (!stmt) return std::nullopt;
-        if (const auto* add = std::get_if<ddl_add_column>(&*stmt)) return table_def::add_column_ddl{add->schema, add->table, add->column};
-        return std::nullopt;
+    /// True for a statement that changes what the tables are (indexes are
+    /// kept and forwarded only).
+    static bool changes_tables(const ddl_statement& s) noexcept {
+        return !std::holds_alternative<ddl_create_index>(s) && !std::holds_alternative<ddl_drop_index>(s) &&
+               !std::holds_alternative<ddl_rename_table>(s);
     }
 
-    /// True when `incoming` may merge into `live`: the same primary key
-    /// (column names, types and collations, in key order).
-    static bool same_key(const table_def& live, const table_def& incoming) {
-        const auto& a = live.key_columns();
-        const auto& b = incoming.key_columns();
-        if (a.size() != b.size()) return false;
-        for (std::size_t k = 0; k < a.size(); ++k) {
-            const auto& x = live.columns()[a[k]];
-            const auto& y = incoming.columns()[b[k]];
-            if (x.name != y.name || x.type != y.type || x.coll != y.coll) return false;
-        }
-        return true;
-    }
-    /// `live` plus the columns of `incoming` it lacks, in `incoming`'s order.
-    static table_def merged(table_def live, const table_def& incoming) {
-        for (const auto& c : incoming.columns())
-            if (!live.find_column(c.name)) live.append_column(c);
-        return live;
-    }
-
-    /// What the stored migrations define table `schema.name` to be, replayed
-    /// in HLC order (docs/schema.md): the first create defines it; a later
-    /// create with the same primary key adds the columns it lacks; an
-    /// ADD COLUMN adds its column unless the table has one of that name (the
-    /// earliest definition of a column wins); ADD COLUMNs ordered before
-    /// every create apply right after the first. A function of the set of
-    /// migrations, so every replica that holds the same set agrees, whatever
-    /// the order they arrived in.
+    /// What the stored migrations define (detail/schema_catalog.hpp),
+    /// replayed in HLC order: a function of the set of migrations, so every
+    /// replica that holds the same set agrees, whatever the order they
+    /// arrived in.
     template <class Txn>
-    static std::optional<table_def> replay_definition(Txn& t, std::string_view schema, std::string_view name) {
-        std::optional<table_def> def;
-        std::vector<column_def> early; // ADD COLUMNs before any create
+    static detail::schema_catalog replay_catalog(Txn& t) {
+        std::vector<ddl_statement> stmts;
         const std::string b(1, detail::layout::migration), e(1, static_cast<char>(detail::layout::migration + 1));
         t.scan(b, e, [&](std::string_view, std::string_view v) {
             const auto m = decode_migration(v);
-            if (m.type == migration_kind::create_table) {
-                auto d = table_def::from_ddl(m.ddl);
-                if (d.schema_name() != schema || d.name() != name) return true;
-                if (!def) {
-                    def = std::move(d);
-                    for (auto& c : early)
-                        if (!def->find_column(c.name)) def->append_column(std::move(c));
-                    early.clear();
-                } else if (same_key(*def, d)) {
-                    def = merged(std::move(*def), d);
-                }
-            } else if (m.type == migration_kind::add_column || m.type == migration_kind::alter_column) {
-                auto add = parse_add_column(m);
-                if (!add || add->schema != schema || add->table != name) return true;
-                if (!def) early.push_back(std::move(add->column));
-                else if (!def->find_column(add->column.name)) def->append_column(std::move(add->column));
-            }
+            if (m.type == migration_kind::add_index || m.type == migration_kind::drop_index) return true;
+            if (auto s = parse_kept_ddl(m)) stmts.push_back(std::move(*s));
             return true;
         });
-        return def;
+        return detail::schema_catalog::replay(stmts);
     }
 
-    /// Makes the live table what `def` says: a new table, or the existing
-    /// one with its columns (kept by name, new ones given new ids) in
-    /// `def`'s order and definitions. A column whose type changes between
+    /// Makes the live tables what the stored migrations define: tables
+    /// created, redefined (columns kept by name, new ones given new ids),
+    /// or dropped with their rows; columns dropped with their cells.
+    void reconcile(write_txn& w, std::int64_t version) {
+        flush(w, cur_); // a merge may be at a row of a table this changes
+        cur_.table = nullptr;
+        catalog_ = replay_catalog(w);
+        std::set<std::string, std::less<>> seen;
+        for (std::size_t i = 0; i < tables_.size();) {
+            const auto q = tables_[i].def.qualified_name();
+            const auto* e = catalog_.find(q);
+            if (!e) {
+                purge_table(w, tables_[i]);
+                tables_.erase(tables_.begin() + static_cast<std::ptrdiff_t>(i));
+                last_lookup_ = 0;
+                ++schema_gen_;
+                continue;
+            }
+            define_table(w, tables_[i], e->def, version);
+            seen.insert(q);
+            ++i;
+        }
+        for (const auto& [q, e] : catalog_.tables)
+            if (!seen.contains(q)) add_table(w, e.def, version);
+    }
+
+    /// Makes live table `t` what `def` says: its columns (kept by name, new
+    /// ones given new ids) in `def`'s order and definitions. The cells of
+    /// columns `def` lacks are removed; a column whose type changes between
     /// REAL and another type has its stored cells coerced again, so every
     /// replica stores the value the final definition gives.
-    void define_table(write_txn& w, table_def def, std::int64_t version) {
-        auto* t = const_cast<table_state*>(lookup(def.schema_name(), def.name()));
-        if (!t) {
-            add_table(w, std::move(def), version);
-            return;
-        }
-        if (t->def == def) return;
+    void define_table(write_txn& w, table_state& t, const table_def& def, std::int64_t version) {
+        if (t.def == def) return;
         std::vector<std::uint32_t> ids;
         std::vector<std::size_t> recoerce;
         for (std::size_t i = 0; i < def.columns().size(); ++i) {
             const auto& c = def.columns()[i];
-            if (auto old = t->def.find_column(c.name)) {
-                ids.push_back(t->column_ids[*old]);
-                const bool was_real = t->def.columns()[*old].type == column_type::real;
+            if (auto old = t.def.find_column(c.name)) {
+                ids.push_back(t.column_ids[*old]);
+                const bool was_real = t.def.columns()[*old].type == column_type::real;
                 if (was_real != (c.type == column_type::real)) recoerce.push_back(i);
             } else {
-                ids.push_back(t->next_column_id++);
+                ids.push_back(t.next_column_id++);
             }
         }
+        std::vector<std::uint32_t> gone;
+        for (std::size_t i = 0; i < t.def.columns().size(); ++i)
+            if (!def.find_column(t.def.columns()[i].name)) gone.push_back(t.column_ids[i]);
         ++schema_gen_;
-        t->def = std::move(def);
-        t->column_ids = std::move(ids);
-        t->schema_version = std::max(t->schema_version + 1, version);
-        t->init_prefixes();
-        w.put(detail::layout::table_key(t->id), encode_table(*t));
+        t.def = def;
+        t.column_ids = std::move(ids);
+        t.schema_version = std::max(t.schema_version + 1, version);
+        t.init_prefixes();
+        w.put(detail::layout::table_key(t.id), encode_table(t));
+        if (!gone.empty()) purge_columns(w, t, gone);
         if (!recoerce.empty()) {
-            recoerce_cells(w, *t, recoerce);
+            recoerce_cells(w, t, recoerce);
             types_changed_ = true;
+        }
+    }
+
+    /// Removes a dropped table: its rows, their change-log entries and
+    /// tombstone index entries, and its table record.
+    void purge_table(write_txn& w, const table_state& t) {
+        std::vector<std::string> keys;
+        std::vector<std::uint64_t> seqs;
+        std::vector<std::string> tombs;
+        detail::layout::row_record rec;
+        w.scan(t.row_prefix, key_codec::tuple_range_end(t.row_prefix), [&](std::string_view k, std::string_view v) {
+            detail::layout::read_row_record(v, rec);
+            keys.emplace_back(k);
+            for (const auto& c : rec.cells) seqs.push_back(c.seq);
+            if (rec.tomb) {
+                seqs.push_back(rec.tomb->seq);
+                tombs.push_back(detail::layout::tomb_index_key(rec.tomb->created_ms, k));
+            }
+            return true;
+        });
+        std::sort(seqs.begin(), seqs.end());
+        seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+        for (const auto s : seqs) (void)w.erase(detail::layout::log_key(s)); // a seq names one row
+        for (const auto& k : tombs) (void)w.erase(k);
+        for (const auto& k : keys) (void)w.erase(k);
+        (void)w.erase(detail::layout::table_key(t.id));
+    }
+
+    /// Removes the cells of dropped columns (`ids`) from every row of `t`,
+    /// with the change-log entries no part of a row carries any more.
+    void purge_columns(write_txn& w, const table_state& t, const std::vector<std::uint32_t>& ids) {
+        std::vector<std::string> keys;
+        detail::layout::row_record rec;
+        w.scan(t.row_prefix, key_codec::tuple_range_end(t.row_prefix), [&](std::string_view k, std::string_view v) {
+            detail::layout::read_row_record(v, rec);
+            if (std::any_of(rec.cells.begin(), rec.cells.end(),
+                            [&](const auto& c) { return std::find(ids.begin(), ids.end(), c.column) != ids.end(); }))
+                keys.emplace_back(k);
+            return true;
+        });
+        row_image img;
+        for (auto& k : keys) {
+            img.key = std::move(k);
+            load_row_at_key(w, t, img);
+            std::erase_if(img.rec.cells, [&](const auto& c) {
+                if (std::find(ids.begin(), ids.end(), c.column) == ids.end()) return false;
+                img.release(c.seq);
+                return true;
+            });
+            img.dirty = true;
+            flush(w, img);
         }
     }
 
@@ -1541,57 +1569,93 @@ private:
         ++schema_gen_;
     }
 
+    /// The definition a migration of the change set being validated finds
+    /// for table `schema.table`: one the set's earlier migrations made, or
+    /// the live one; null when there is none.
+    const table_def* definition_for(std::string_view schema, std::string_view table, const std::vector<table_def>& created) const {
+        const table_def* def = nullptr;
+        if (auto t = lookup(schema, table)) def = &t->def;
+        for (const auto& c : created)
+            if (c.schema_name() == schema && c.name() == table) def = &c;
+        return def;
+    }
+    /// The definition a column migration needs, or: nothing when the table
+    /// was dropped (the migration is kept, and changes nothing), a hold
+    /// (unknown_table) when it is not known yet.
+    const table_def* target_of(std::string_view schema, std::string_view table, const std::vector<table_def>& created,
+                               const char* what) {
+        if (const auto* def = definition_for(schema, table, created)) return def;
+        const auto q = detail::schema_catalog::qualified(schema, table);
+        if (catalog_.table_dropped(q)) return nullptr;
+        failing_table_ = q; // reported in the rejection
+        detail::raise(errc::unknown_table, std::string(what) + " for unknown table " + q);
+    }
+
     /// Checks a migration can apply on top of `schema` (the live tables plus
     /// those created earlier in the same change set). Throws on a problem.
+    /// What a migration may do depends only on itself and the table's
+    /// primary key (fixed when it is created), so every replica takes or
+    /// refuses it alike; what it then changes is the replay's to say.
     void validate_migration(const schema_migration& m, std::vector<table_def>& created) {
-        if (m.type == migration_kind::create_table) {
-            auto def = table_def::from_ddl(m.ddl);
-            const table_def* existing = nullptr;
-            if (auto t = lookup(def.schema_name(), def.name())) existing = &t->def;
-            for (const auto& c : created)
-                if (c.qualified_name() == def.qualified_name()) existing = &c;
-            // Another create of a live table merges into it (docs/schema.md)
-            // when the primary keys agree; other primary keys cannot.
-            if (existing && !same_key(*existing, def))
-                detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another primary key: " +
-                                                existing->to_ddl() + "; this create: " + def.to_ddl());
-            if (!existing) {
-                created.push_back(std::move(def));
-            } else if (auto wider = merged(*existing, def); wider.columns().size() != existing->columns().size()) {
-                created.push_back(std::move(wider));
-            }
-            return;
-        }
         if (m.type == migration_kind::add_index || m.type == migration_kind::drop_index) {
             (void)parse_kept_ddl(m); // kept and forwarded; no effect on storage here
             return;
         }
-        if (m.type == migration_kind::add_column || m.type == migration_kind::alter_column) {
-            const auto stmt = parse_kept_ddl(m);
-            if (!stmt) return; // DDL outside the supported subset: kept and forwarded
-            const auto* parsed = std::get_if<ddl_add_column>(&*stmt);
-            if (!parsed)
-                detail::raise(errc::schema, "schema migration \"" + std::string(to_text(m.type)) + "\" with DDL \"" + m.ddl.substr(0, 120) +
-                                                "\": this version of crdtsync applies ADD COLUMN only (docs/schema.md)");
-            const table_def::add_column_ddl add{parsed->schema, parsed->table, parsed->column};
-            const table_def* def = nullptr;
-            if (auto t = lookup(add.schema, add.table)) def = &t->def;
-            for (auto& c : created)
-                if (c.schema_name() == add.schema && c.name() == add.table) def = &c;
-            if (!def) {
-                failing_table_ = add.schema + "." + add.table; // reported in the rejection
-                detail::raise(errc::unknown_table, "ADD COLUMN for unknown table " + failing_table_);
-            }
-            // A column of that name already there: the earliest definition
-            // wins (docs/schema.md), whichever arrives first.
-            if (!def->find_column(add.column.name)) {
-                created.push_back(*def);
-                created.back().append_column(add.column);
-            }
-            return;
-        }
-        detail::raise(errc::schema, std::string("schema migration \"") + std::string(to_text(m.type)) +
-                                        "\" is not supported by this version of crdtsync");
+        const auto stmt = parse_kept_ddl(m);
+        if (!stmt) return; // DDL outside the supported subset: kept and forwarded
+        if ((m.type == migration_kind::create_table) != std::holds_alternative<ddl_create_table>(*stmt))
+            detail::raise(errc::schema, "schema migration \"" + std::string(to_text(m.type)) + "\" carries DDL of another kind: \"" +
+                                            m.ddl.substr(0, 120) + "\"");
+        std::visit(
+            [&](const auto& x) {
+                using S = std::decay_t<decltype(x)>;
+                if constexpr (std::is_same_v<S, ddl_create_table>) {
+                    const auto& def = x.def;
+                    if (catalog_.table_dropped(def.qualified_name())) return; // a dropped name: kept, changes nothing
+                    const table_def* existing = definition_for(def.schema_name(), def.name(), created);
+                    // Another create of a live table merges into it (docs/schema.md)
+                    // when the primary keys agree; other primary keys cannot.
+                    if (existing && !detail::schema_catalog::same_key(*existing, def))
+                        detail::raise(errc::schema, "table " + def.qualified_name() + " already exists with another primary key: " +
+                                                        existing->to_ddl() + "; this create: " + def.to_ddl());
+                    if (!existing) {
+                        created.push_back(def);
+                    } else {
+                        auto wider = *existing;
+                        const auto q = def.qualified_name();
+                        for (const auto& c : def.columns())
+                            if (!wider.find_column(c.name) && !catalog_.column_dropped(q, c.name)) wider.append_column(c);
+                        if (wider.columns().size() != existing->columns().size()) created.push_back(std::move(wider));
+                    }
+                } else if constexpr (std::is_same_v<S, ddl_add_column>) {
+                    const auto* def = target_of(x.schema, x.table, created, "ADD COLUMN");
+                    // A column of that name already there: the earliest
+                    // definition wins (docs/schema.md), whichever arrives first.
+                    if (def && !def->find_column(x.column.name) &&
+                        !catalog_.column_dropped(def->qualified_name(), x.column.name)) {
+                        created.push_back(*def);
+                        created.back().append_column(x.column);
+                    }
+                } else if constexpr (std::is_same_v<S, ddl_drop_column>) {
+                    const auto* def = target_of(x.schema, x.table, created, "DROP COLUMN");
+                    if (auto i = def ? def->find_column(x.column) : std::nullopt; i && def->is_key_column(*i))
+                        detail::raise(errc::schema, "DROP COLUMN \"" + x.column + "\" of table " + def->qualified_name() +
+                                                        ": a primary-key column cannot be dropped");
+                } else if constexpr (std::is_same_v<S, ddl_alter_column>) {
+                    const auto* def = target_of(x.schema, x.table, created, "ALTER COLUMN");
+                    if (auto i = def ? def->find_column(x.column) : std::nullopt;
+                        i && detail::schema_catalog::changes_key(*def, *i, x))
+                        detail::raise(errc::schema, "ALTER COLUMN \"" + x.column + "\" of table " + def->qualified_name() +
+                                                        ": a primary-key column's type, collation and NOT NULL cannot change");
+                } else if constexpr (std::is_same_v<S, ddl_drop_table>) {
+                    (void)target_of(x.schema, x.table, created, "DROP TABLE");
+                } else if constexpr (std::is_same_v<S, ddl_rename_table>) {
+                    detail::raise(errc::schema, "schema migration \"rename_table\" (" + m.ddl.substr(0, 120) +
+                                                    "): this version of crdtsync does not apply RENAME TABLE (docs/schema.md)");
+                }
+                // Index statements under another kind: kept and forwarded.
+            },
+            *stmt);
     }
 
     /// Parses the DDL of a migration this replica may keep without applying
@@ -1630,6 +1694,7 @@ private:
                 validate_migration(m, created);
             }
             resolved_.resize(cs.changes.size());
+            set_migrates_ = !cs.migrations.empty();
             validation_memo memo;
             struct flag {
                 bool& f;
@@ -1705,9 +1770,21 @@ private:
             const auto& c = cs.changes[i];
             const auto& where = resolved_[i];
             outcome o;
+            // A fact for a table or column dropped (before, or by this change
+            // set's own migrations) is skipped.
+            const table_state* t_at = where.dead ? nullptr : where.live ? &tables_[where.table] : lookup(schema_of(c), table_of(c));
+            if (!t_at) {
+                count(outcome::skipped);
+                continue;
+            }
             if (const auto* cc = std::get_if<column_change>(&c)) {
-                const auto& t = where.live ? tables_[where.table] : *lookup(cc->schema, cc->table);
-                const auto col = where.live ? where.column : *t.def.find_column(cc->column);
+                const auto& t = *t_at;
+                const auto found = where.live ? std::optional<std::size_t>(where.column) : t.def.find_column(cc->column);
+                if (!found) {
+                    count(outcome::skipped);
+                    continue;
+                }
+                const auto col = *found;
                 row_image& img = at_row(w, t, cc->pk);
                 if (want_conflicts) cf.emplace();
                 const value& v = where.val ? *where.val : cc->val;
@@ -1723,7 +1800,7 @@ private:
                 max = std::max(max, cc->version);
             } else {
                 const auto& d = std::get<row_delete>(c);
-                const auto& t = where.live ? tables_[where.table] : *lookup(d.schema, d.table);
+                const auto& t = *t_at;
                 row_image& img = at_row(w, t, d.pk); // before reading cur_original_
                 o = put_tomb(w, img, cur_original_, d.version);
                 max = std::max(max, d.version);
@@ -1839,6 +1916,7 @@ private:
         std::size_t table = 0;
         std::size_t column = 0;
         bool live = false;
+        bool dead = false;        // its table or column was dropped: skipped
         std::optional<value> val; // the value to store, when it is not the fact's own (detail/storable.hpp)
     };
 
@@ -1880,10 +1958,18 @@ private:
         detail::raise(errc::invalid_key, "change for table " + qualified + " has a NULL key value");
     }
 
+    [[gnu::cold]] bool dropped_table(std::string_view schema, std::string_view table) const {
+        return catalog_.table_dropped(detail::schema_catalog::qualified(schema, table));
+    }
+    [[gnu::cold]] bool dropped_column(std::string_view schema, std::string_view table, std::string_view column) const {
+        return catalog_.column_dropped(detail::schema_catalog::qualified(schema, table), column);
+    }
+
     void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where,
                          validation_memo& memo) {
         if (!releasing_) clock_.check_drift(version_of(c), now);
         where.val.reset(); // before the memo copies `where`: it never carries a value
+        where.dead = false;
         auto check = [&](const auto& f) {
             const table_def* def = nullptr;
             if (memo.def && detail::same_bytes(f.table, memo.table) && detail::same_bytes(f.schema, memo.schema)) {
@@ -1897,9 +1983,15 @@ private:
                         def = &d;
                         live = nullptr;
                     }
-                where.live = live != nullptr;
+                where.live = live != nullptr && !set_migrates_;
                 if (live) where.table = static_cast<std::size_t>(live - tables_.data());
-                if (!def) reject_fact(fact_problem::unknown_table, f.schema, f.table);
+                if (!def) {
+                    if (dropped_table(f.schema, f.table)) {
+                        where.dead = true; // skipped: a dropped table's name names nothing again
+                        return;
+                    }
+                    reject_fact(fact_problem::unknown_table, f.schema, f.table);
+                }
                 memo = validation_memo{f.schema, f.table, def, where, 0};
             }
             if constexpr (std::is_same_v<std::decay_t<decltype(f)>, column_change>) {
@@ -1909,7 +2001,13 @@ private:
                     col = memo.next_column;
                 else
                     col = def->find_column(f.column);
-                if (!col) reject_fact(fact_problem::unknown_column, f.schema, f.table, f.column);
+                if (!col) {
+                    if (dropped_column(f.schema, f.table, f.column)) {
+                        where.dead = true; // skipped: a dropped column is never added again
+                        return;
+                    }
+                    reject_fact(fact_problem::unknown_column, f.schema, f.table, f.column);
+                }
                 where.column = *col;
                 memo.next_column = *col + 1 == cols.size() ? 0 : *col + 1;
                 (void)detail::storable(*def, *col, f.val, where.val); // sets `where.val` only when it differs
@@ -2059,6 +2157,8 @@ private:
     listeners<void(const hold_event&)> hold_listeners_;
     listeners<void(const schema_notice&)> schema_listeners_;
     pending* current_ev_ = nullptr; // the running write transaction's events
+    bool set_migrates_ = false;     // the change set being validated has migrations: resolve its facts' tables by name
+    mutable detail::schema_catalog catalog_; // what the stored migrations define (dropped tables and columns)
     bool types_changed_ = false;    // a column's type changed between REAL and another type in this change set
 
 public:
@@ -2073,8 +2173,15 @@ public:
         /// schema_error when the primary key or a column's definition differs.
         void create_table(table_def def) {
             def.validate();
+            const auto q = def.qualified_name();
+            if (r_.catalog_.table_dropped(q))
+                detail::raise(errc::schema, "table " + q + " was dropped; a dropped table's name is not used again, choose another (docs/schema.md)");
+            for (const auto& c : def.columns())
+                if (r_.catalog_.column_dropped(q, c.name))
+                    detail::raise(errc::schema, "column \"" + c.name + "\" was dropped from table " + q +
+                                                    "; a dropped column's name is not added again, choose another (docs/schema.md)");
             if (auto t = r_.lookup(def.schema_name(), def.name())) {
-                bool fits = same_key(t->def, def), adds = false;
+                bool fits = detail::schema_catalog::same_key(t->def, def), adds = false;
                 for (const auto& c : def.columns()) {
                     const auto i = t->def.find_column(c.name);
                     if (!i) adds = true;
@@ -2103,15 +2210,70 @@ public:
                 detail::raise(errc::schema, "an added column must be nullable or have a default: existing rows have no value for it");
             if (t.def.find_column(col.name))
                 detail::raise(errc::schema, "table " + t.def.qualified_name() + " already has a column \"" + col.name + "\"");
-            schema_migration m;
-            m.type = migration_kind::alter_column;
-            m.schema = t.def.schema_name();
-            m.table = t.def.name();
-            m.ddl = t.def.add_column_to_ddl(col);
-            m.schema_version = t.schema_version + 1;
-            m.version = next_hlc();
-            (void)r_.put_migration(w_, m);
-            cs_.migrations.push_back(std::move(m));
+            if (r_.catalog_.column_dropped(t.def.qualified_name(), col.name))
+                detail::raise(errc::schema, "column \"" + col.name + "\" was dropped from table " + t.def.qualified_name() +
+                                                "; a dropped column's name is not added again, choose another (docs/schema.md)");
+            migrate(t, migration_kind::alter_column, t.def.add_column_to_ddl(col));
+        }
+        /// Drops a table: its rows go, on every replica, and writes to it
+        /// from peers that did not know yet are skipped. The name is retired:
+        /// it names no table again (docs/schema.md). Travels as a
+        /// `drop_table` migration.
+        void drop_table(std::string_view table) {
+            const auto& t = r_.require_table(table);
+            migrate(t, migration_kind::drop_table, to_ddl(ddl_statement{ddl_drop_table{t.def.schema_name(), t.def.name()}}));
+        }
+        /// Drops a column that is not part of the primary key: its values go,
+        /// and writes to it from peers that did not know yet are skipped. The
+        /// name is retired in that table (docs/schema.md). Travels as a
+        /// `drop_column` migration.
+        void drop_column(std::string_view table, std::string_view column) {
+            const auto& t = r_.require_table(table);
+            const auto i = t.def.column_index(column);
+            if (t.def.is_key_column(i))
+                detail::raise(errc::schema, "column \"" + std::string(column) + "\" of table " + t.def.qualified_name() +
+                                                " is part of the primary key and cannot be dropped");
+            migrate(t, migration_kind::drop_column,
+                    to_ddl(ddl_statement{ddl_drop_column{t.def.schema_name(), t.def.name(), std::string(column)}}));
+        }
+        /// Alters a column (`alter.schema` and `alter.table` are taken from
+        /// `table`): SET / DROP NOT NULL (checked on later local writes; rows
+        /// stored stay), SET DATA TYPE (stored values follow the new type),
+        /// SET COLLATE, SET / DROP DEFAULT (rows without a value read the
+        /// new default). A primary-key column's type, collation and NOT NULL
+        /// cannot change. Travels as an `alter_column` migration.
+        void alter_column(std::string_view table, ddl_alter_column alter) {
+            const auto& t = r_.require_table(table);
+            const auto i = t.def.column_index(alter.column);
+            alter.schema = t.def.schema_name();
+            alter.table = t.def.name();
+            if (detail::schema_catalog::changes_key(t.def, i, alter))
+                detail::raise(errc::schema, "column \"" + alter.column + "\" of table " + t.def.qualified_name() +
+                                                " is part of the primary key; its type, collation and NOT NULL cannot change");
+            migrate(t, migration_kind::alter_column, to_ddl(ddl_statement{alter}));
+        }
+        /// Applies one DDL statement of the supported subset (docs/schema.md):
+        /// CREATE TABLE, ALTER TABLE ... ADD / DROP / ALTER COLUMN, DROP
+        /// TABLE. 	hrows schema_error for malformed DDL, DDL outside the
+        /// subset, RENAME TABLE, and what the typed calls refuse.
+        void execute(std::string_view ddl) {
+            std::visit(
+                [&](auto&& x) {
+                    using S = std::decay_t<decltype(x)>;
+                    const auto name = [&](const std::string& schema, const std::string& table) { return schema + "." + table; };
+                    if constexpr (std::is_same_v<S, ddl_create_table>) create_table(std::move(x.def));
+                    else if constexpr (std::is_same_v<S, ddl_add_column>) add_column(name(x.schema, x.table), std::move(x.column));
+                    else if constexpr (std::is_same_v<S, ddl_drop_column>) drop_column(name(x.schema, x.table), x.column);
+                    else if constexpr (std::is_same_v<S, ddl_alter_column>) {
+                        const auto table = name(x.schema, x.table); // before `x` moves
+                        alter_column(table, std::move(x));
+                    }
+                    else if constexpr (std::is_same_v<S, ddl_drop_table>) drop_table(name(x.schema, x.table));
+                    else
+                        detail::raise(errc::schema, "this version of crdtsync does not apply \"" + std::string(ddl.substr(0, 120)) +
+                                                        "\" (RENAME TABLE and indexes: docs/schema.md)");
+                },
+                parse_ddl(ddl));
         }
 
         /// Inserts a row. Every column is recorded (unset ones as their default,
@@ -2217,6 +2379,18 @@ public:
             }
             if (op_ == UINT32_MAX) detail::raise(errc::invalid_argument, "a transaction holds at most 2^32-1 facts");
             return base_.with_op_seq(op_++);
+        }
+        /// Records and applies a migration of table `t` (`t` may be gone after).
+        void migrate(const table_state& t, migration_kind kind, std::string ddl) {
+            schema_migration m;
+            m.type = kind;
+            m.schema = t.def.schema_name();
+            m.table = t.def.name();
+            m.ddl = std::move(ddl);
+            m.schema_version = t.schema_version + 1;
+            m.version = next_hlc();
+            (void)r_.put_migration(w_, m);
+            cs_.migrations.push_back(std::move(m));
         }
         static void check_null(const table_state& t, std::size_t i, const value& v) {
             if (v.is_null() && !t.def.columns()[i].nullable)

@@ -11,7 +11,8 @@
 /// It reads in one read transaction (a consistent state) and writes nothing.
 /// What it checks (docs/storage.md describes the layout):
 /// - meta: the format version, the site id, the clock, the counters;
-/// - every table record decodes; every row belongs to a table, decodes
+/// - every table record decodes and is what the stored migrations define
+///   (no more tables, no fewer); every row belongs to a table, decodes
 ///   whole, names only that table's columns;
 /// - the change log and the data agree both ways: every cell and tombstone
 ///   carries a sequence number at or below the replica's, whose log entry
@@ -27,12 +28,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <crdtsync/detail/change_set_record.hpp>
+#include <crdtsync/detail/schema_catalog.hpp>
 #include <crdtsync/detail/layout.hpp>
 #include <crdtsync/error.hpp>
 #include <crdtsync/hlc.hpp>
@@ -94,6 +97,13 @@ struct replica_checker {
 
         // ---- tables
         std::map<std::uint32_t, std::set<std::uint32_t>> columns; // table id -> column ids
+        std::optional<detail::schema_catalog> catalog;
+        try {
+            catalog = Replica::replay_catalog(r);
+        } catch (const error& e) {
+            problem(std::string("the stored migrations do not replay: ") + e.what());
+        }
+        std::set<std::string> defined;
         scan(r, L::table_rec, [&](std::string_view k, std::string_view v) {
             if (k.size() != 5) return problem("table key " + hex(k) + " is not 5 bytes");
             const auto id = load_be<std::uint32_t>(k, 1);
@@ -101,11 +111,23 @@ struct replica_checker {
             try {
                 const auto t = Replica::decode_table(id, v);
                 columns[id].insert(t.column_ids.begin(), t.column_ids.end());
+                const auto q = t.def.qualified_name();
+                if (!defined.insert(q).second) problem("two table records name " + q);
+                if (catalog) {
+                    const auto* e = catalog->find(q);
+                    if (!e) problem("table record " + std::to_string(id) + " names " + q + ", which the stored migrations do not define");
+                    else if (!(e->def == t.def))
+                        problem("table record " + std::to_string(id) + " defines " + t.def.to_ddl() + ", the stored migrations " + e->def.to_ddl());
+                }
                 if (id >= next_table) problem("table id " + std::to_string(id) + " is not below meta 'tables'");
             } catch (const error& e) {
                 problem("table record " + std::to_string(id) + " does not decode: " + e.what());
             }
         });
+
+        if (catalog)
+            for (const auto& [q, e] : catalog->tables)
+                if (!defined.contains(q)) problem("the stored migrations define " + q + ", which has no table record");
 
         // ---- rows, and what the log must hold for them
         std::map<std::uint64_t, std::string> parts; // seq -> row key of a cell or tombstone at that seq

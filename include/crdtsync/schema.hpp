@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstddef>
 #include <cmath>
 #include <cstdlib>
 #include <cstdint>
@@ -406,6 +407,33 @@ public:
         if (find_column(c.name))
             detail::raise(errc::schema, "table " + qualified_name() + " already has a column \"" + c.name + "\"");
         columns_.push_back(std::move(c));
+    }
+    /// Renames the table (used when applying RENAME TABLE; the schema stays).
+    table_def& rename(std::string name) {
+        if (name.empty()) detail::raise(errc::schema, "a table needs a name");
+        name_ = std::move(name);
+        return *this;
+    }
+    /// Removes column `i` (used when applying DROP COLUMN). 	hrows
+    /// schema_error for a primary-key column.
+    void remove_column(std::size_t i) {
+        if (i >= columns_.size()) detail::raise(errc::invalid_argument, "table " + qualified_name() + " has no column " + std::to_string(i));
+        if (is_key_column(i))
+            detail::raise(errc::schema, "table " + qualified_name() + ": column \"" + columns_[i].name + "\" is part of the primary key and cannot be dropped");
+        columns_.erase(columns_.begin() + static_cast<std::ptrdiff_t>(i));
+        for (auto& k : key_)
+            if (k > i) --k;
+    }
+    /// Replaces the definition of column `i`, keeping its name (used when
+    /// applying ALTER COLUMN). 	hrows schema_error when it would change a
+    /// primary-key column's type or collation, or make it nullable.
+    void replace_column(std::size_t i, column_def c) {
+        if (i >= columns_.size()) detail::raise(errc::invalid_argument, "table " + qualified_name() + " has no column " + std::to_string(i));
+        c.name = columns_[i].name;
+        if (is_key_column(i) && (c.type != columns_[i].type || c.coll != columns_[i].coll || c.nullable))
+            detail::raise(errc::schema, "table " + qualified_name() + ": column \"" + c.name +
+                                            "\" is part of the primary key; its type, collation and NOT NULL cannot change");
+        columns_[i] = std::move(c);
     }
 
     friend bool operator==(const table_def&, const table_def&) = default;
