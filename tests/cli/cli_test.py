@@ -260,17 +260,36 @@ def exec_happy_path(env):
 
 
 @case('local')
+def exec_schema_changes(env):
+    a = env.path('a')
+    expect(env.run('exec', '--data', a, TASKS + "; ALTER TABLE tasks ADD COLUMN due TEXT NULL; "
+                   "INSERT INTO tasks VALUES (1, 'buy milk', FALSE, 'friday')"), 0)
+    expect(env.run('exec', '--data', a, "ALTER TABLE tasks ALTER COLUMN due SET DEFAULT 'someday'; "
+                   "ALTER TABLE tasks DROP COLUMN done; INSERT INTO tasks (id, title) VALUES (2, 'call')"), 0,
+           r'ALTER TABLE main.tasks ALTER COLUMN due\nALTER TABLE main.tasks DROP COLUMN done\nINSERT 1\n')
+    check(rows(env, 'a') == [{'id': 1, 'title': 'buy milk', 'due': 'friday'}, {'id': 2, 'title': 'call', 'due': 'someday'}],
+          'rows', rows(env, 'a'))
+    expect(env.run('exec', '--data', a, "CREATE TABLE tags (name TEXT PRIMARY KEY); DROP TABLE tags"), 0, r'DROP TABLE main.tags\n')
+    # A dropped name is retired (docs/schema.md).
+    expect(env.run('exec', '--data', a, "CREATE TABLE tags (name TEXT PRIMARY KEY)"), 4, stderr=r'was dropped')
+    expect(env.run('exec', '--data', a, "ALTER TABLE tasks ADD COLUMN done BOOLEAN NULL"), 4, stderr=r'was dropped')
+
+
+@case('local')
 def exec_errors(env):
     a = env.path('a')
     expect(env.run('exec', '--data', a, TASKS), 0)
-    r = expect(env.run('exec', '--data', a, 'DROP TABLE tasks'), 3, stderr=r'unsupported statement DROP at line 1, column 1')
+    r = expect(env.run('exec', '--data', a, 'GRANT ALL ON tasks'), 3, stderr=r'unsupported statement GRANT at line 1, column 1')
     check('CREATE TABLE' in r.stderr and 'SELECT' in r.stderr, 'names what is supported', r.stderr)
     expect(env.run('exec', '--data', a, 'CREATE INDEX i ON tasks (title)'), 3, stderr=r'CREATE INDEX is not supported')
     expect(env.run('exec', '--data', a, "INSERT INTO tasks VALUES (1, 'x' FALSE)"), 3, stderr=r"expected '\)' at line 1, column 34 near \"FALSE\)")
     expect(env.run('exec', '--data', a, "SELECT title FROM tasks"), 3, stderr=r'only SELECT \*')
     expect(env.run('exec', '--data', a, "UPDATE tasks SET done = TRUE"), 3, stderr=r'UPDATE needs WHERE')
     expect(env.run('exec', '--data', a, "DELETE FROM tasks WHERE title = 'x'"), 3, stderr=r'not a primary key column')
-    expect(env.run('exec', '--data', a, "ALTER TABLE tasks RENAME TO t2"), 3, stderr=r'ADD COLUMN')
+    expect(env.run('exec', '--data', a, "ALTER TABLE tasks RENAME TO t2"), 4, stderr=r'does not apply')
+    expect(env.run('exec', '--data', a, "DROP INDEX i"), 3, stderr=r'DROP INDEX is not supported')
+    expect(env.run('exec', '--data', a, "ALTER TABLE tasks DROP COLUMN id"), 4, stderr=r'primary key')
+    expect(env.run('exec', '--data', a, "DROP TABLE nope"), 4, stderr=r'nope')
     expect(env.run('exec', '--data', a, "INSERT INTO tasks VALUES ('unterminated"), 3, stderr=r'unterminated string')
     expect(env.run('exec', '--data', a, ""), 3, stderr=r'no statement')
     expect(env.run('exec', '--data', a, "SELECT * FROM nope"), 4, stderr=r'no table nope')
@@ -285,7 +304,7 @@ def exec_errors(env):
            stderr=r'already has a row.*none of the 2 statements of its transaction was written')
     check(rows(env, 'a') == [], 'nothing written', rows(env, 'a'))
     # A SQL error is found before the directory is created.
-    expect(env.run('exec', '--data', env.path('new'), 'DROP TABLE x'), 3)
+    expect(env.run('exec', '--data', env.path('new'), 'GRANT x'), 3)
     check(not os.path.exists(env.path('new')), 'no directory for a bad statement')
 
 

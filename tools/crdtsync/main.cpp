@@ -7,6 +7,8 @@
 #include "sql.hpp"
 #include "tool.hpp"
 
+#include <crdtsync/ddl.hpp>
+
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -252,6 +254,22 @@ int cmd_exec(const exec_args& a) {
                                 const auto add = crdtsync::table_def::parse_add_column(x.ddl);
                                 tx.add_column(add.schema + "." + add.table, add.column);
                                 done.push_back("ALTER TABLE " + add.schema + "." + add.table + " ADD COLUMN " + add.column.name);
+                            } else if constexpr (std::is_same_v<T, sql::schema_change>) {
+                                // The library parses and applies it; RENAME TABLE and
+                                // indexes are refused there (docs/schema.md).
+                                const auto stmt = crdtsync::parse_ddl(x.ddl);
+                                tx.execute(x.ddl);
+                                done.push_back(std::visit(
+                                    [](const auto& d) -> std::string {
+                                        using D = std::decay_t<decltype(d)>;
+                                        if constexpr (std::is_same_v<D, crdtsync::ddl_drop_table>) return "DROP TABLE " + d.schema + "." + d.table;
+                                        else if constexpr (std::is_same_v<D, crdtsync::ddl_drop_column>)
+                                            return "ALTER TABLE " + d.schema + "." + d.table + " DROP COLUMN " + d.column;
+                                        else if constexpr (std::is_same_v<D, crdtsync::ddl_alter_column>)
+                                            return "ALTER TABLE " + d.schema + "." + d.table + " ALTER COLUMN " + d.column;
+                                        else return "OK";
+                                    },
+                                    stmt));
                             } else if constexpr (std::is_same_v<T, sql::insert>) {
                                 const auto& def = tx.table(x.table);
                                 for (const auto& values : x.rows) tx.insert(x.table, row_of(def, x.columns, values));

@@ -33,7 +33,7 @@
 namespace crdtsync_cli::sql {
 
 inline constexpr std::string_view supported =
-    "crdtsync exec supports: CREATE TABLE, ALTER TABLE ... ADD COLUMN, INSERT INTO ... VALUES, "
+    "crdtsync exec supports: CREATE TABLE, ALTER TABLE ... ADD / DROP / ALTER COLUMN, DROP TABLE, INSERT INTO ... VALUES, "
     "UPDATE ... SET ... WHERE <primary key> = ..., DELETE FROM ... WHERE <primary key> = ..., "
     "SELECT * FROM ... [WHERE <primary key> = ...]";
 
@@ -52,6 +52,11 @@ struct create_table {
     bool if_not_exists = false;
 };
 struct add_column {
+    std::string ddl;
+};
+/// DROP TABLE, ALTER TABLE ... DROP COLUMN / ALTER COLUMN (and what else the
+/// library's DDL parser reads: it decides, through `transaction::execute`).
+struct schema_change {
     std::string ddl;
 };
 struct insert {
@@ -73,7 +78,7 @@ struct select {
     std::optional<equalities> where;
 };
 
-using statement = std::variant<create_table, add_column, insert, update, erase, select>;
+using statement = std::variant<create_table, add_column, schema_change, insert, update, erase, select>;
 
 struct parsed_statement {
     statement what;
@@ -313,9 +318,13 @@ private:
             next();
             expect_word("TABLE");
             (void)table_name();
-            if (!is_word(peek(), "ADD"))
-                fail_here("only ALTER TABLE ... ADD COLUMN is supported (schema changes that travel between replicas)");
-            st = add_column{raw_until_end(start)};
+            if (is_word(peek(), "ADD")) st = add_column{raw_until_end(start)};
+            else st = schema_change{raw_until_end(start)};
+        } else if (is_word(first, "DROP")) {
+            next();
+            if (!is_word(peek(), "TABLE"))
+                fail_here("DROP " + (peek().kind == tok::end ? std::string() : peek().text) + " is not supported", supported);
+            st = schema_change{raw_until_end(start)};
         } else if (is_word(first, "INSERT")) {
             next();
             expect_word("INTO");
