@@ -30,6 +30,24 @@ table_def tasks_def() {
     return t;
 }
 
+/// A change set from `from` at `h` carrying one migration of main.tasks,
+/// as a peer (Quereus, say) sends it: only the kind and the DDL text.
+change_set one_migration(const site_id& from, const hlc& h, migration_kind kind, std::string ddl) {
+    change_set cs;
+    cs.origin = from;
+    cs.transaction_id = "m" + h.to_text();
+    cs.version = h;
+    schema_migration m;
+    m.type = kind;
+    m.schema = "main";
+    m.table = "tasks";
+    m.ddl = std::move(ddl);
+    m.version = h;
+    m.schema_version = 3;
+    cs.migrations.push_back(std::move(m));
+    return cs;
+}
+
 /// Every order of `sets` (up to 4; 40 random ones beyond), each set
 /// delivered alone and then all again (duplicates), to a fresh replica;
 /// returns the dumps, which must agree.
@@ -627,18 +645,8 @@ TEST_CASE_TEMPLATE("schema: ALTER COLUMN changes defaults, nullability and types
     check_throws_code<crdtsync::schema_error>(
         [&] { a->write([](auto& tx) { tx.execute("ALTER TABLE tasks ALTER COLUMN id SET DATA TYPE TEXT"); }); },
         crdtsync::errc::schema);
-    change_set bad;
-    bad.origin = b->site_id();
-    bad.transaction_id = "bad";
-    bad.version = crdtsync::hlc{epoch_ms + 100, 0, b->site_id()};
-    schema_migration m;
-    m.type = migration_kind::alter_column;
-    m.schema = "main";
-    m.table = "tasks";
-    m.ddl = "alter table tasks alter column id drop not null";
-    m.version = bad.version;
-    m.schema_version = 9;
-    bad.migrations.push_back(m);
+    const auto bad = one_migration(b->site_id(), at(epoch_ms + 100, 0, b->site_id()), migration_kind::alter_column,
+                                   "alter table tasks alter column id drop not null");
     const auto before = a->dump();
     const auto res = a->apply(bad);
     REQUIRE(res.rejected.size() == 1);
@@ -657,20 +665,8 @@ TEST_CASE_TEMPLATE("schema: Quereus-written drops apply, RENAME TABLE is refused
         tx.insert("tasks", {{"id", value{1}}, {"title", value{"one"}}, {"note", value{"n"}}});
     });
     const auto peer = crdtsync::site_id::from_bytes(std::string(16, '\x51'));
-    auto migration = [&](migration_kind kind, std::string ddl, std::uint64_t at) {
-        change_set cs;
-        cs.origin = peer;
-        cs.transaction_id = "q" + std::to_string(at);
-        cs.version = crdtsync::hlc{epoch_ms + at, 0, peer};
-        schema_migration m;
-        m.type = kind;
-        m.schema = "main";
-        m.table = "tasks";
-        m.ddl = std::move(ddl);
-        m.version = cs.version;
-        m.schema_version = 3;
-        cs.migrations.push_back(std::move(m));
-        return cs;
+    auto migration = [&](migration_kind kind, std::string ddl, std::uint64_t ms) {
+        return one_migration(peer, at(epoch_ms + ms, 0, peer), kind, std::move(ddl));
     };
     auto rename = migration(migration_kind::rename_table, "alter table tasks rename to jobs", 100);
     rename.migrations[0].from_table = "tasks";
