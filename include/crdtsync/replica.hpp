@@ -656,12 +656,26 @@ private:
             }
         return nullptr;
     }
+    /// `lookup`, or the live table a rename gave the name `schema.name` was
+    /// (a peer's fact, or column change, under a table's earlier name lands
+    /// in the table: docs/schema.md).
+    [[nodiscard]] const table_state* lookup_any(std::string_view schema, std::string_view name) const {
+        if (auto t = lookup(schema, name)) return t;
+        if (catalog_.renamed.empty()) return nullptr;
+        const auto it = catalog_.renamed.find(detail::schema_catalog::qualified(schema, name));
+        if (it == catalog_.renamed.end()) return nullptr;
+        auto [s, n] = split_name(it->second);
+        return lookup(s, n);
+    }
     [[nodiscard]] const table_state& require_table(std::string_view qualified) const {
         auto [s, n] = split_name(qualified);
         if (auto t = lookup(s, n)) return *t;
         const auto q = detail::schema_catalog::qualified(s, n);
         if (catalog_.table_dropped(q))
             detail::raise(errc::unknown_table, "table " + q + " was dropped; a dropped table's name is not used again (docs/schema.md)");
+        if (auto it = catalog_.renamed.find(q); it != catalog_.renamed.end())
+            detail::raise(errc::unknown_table, "table " + q + " was renamed to " + it->second +
+                                                   "; a renamed table's earlier name is not used again (docs/schema.md)");
         detail::raise(errc::unknown_table, "no table \"" + q + "\" in this replica");
     }
     [[nodiscard]] const table_state* table_by_id(std::uint32_t id) const noexcept {
@@ -1396,8 +1410,7 @@ private:
     /// True for a statement that changes what the tables are (indexes are
     /// kept and forwarded only).
     static bool changes_tables(const ddl_statement& s) noexcept {
-        return !std::holds_alternative<ddl_create_index>(s) && !std::holds_alternative<ddl_drop_index>(s) &&
-               !std::holds_alternative<ddl_rename_table>(s);
+        return !std::holds_alternative<ddl_create_index>(s) && !std::holds_alternative<ddl_drop_index>(s);
     }
 
     /// What the stored migrations define (detail/schema_catalog.hpp),
@@ -1424,23 +1437,101 @@ private:
         flush(w, cur_); // a merge may be at a row of a table this changes
         cur_.table = nullptr;
         catalog_ = replay_catalog(w);
-        std::set<std::string, std::less<>> seen;
+        // A table record follows its table through renames (a record named
+        // by an earlier name is the table's). When a rename joined two tables
+        // that each have a record, the first keeps its id and the other's rows
+        // merge into it.
+        std::map<std::string, std::uint32_t, std::less<>> owner; // name now -> table id
         for (std::size_t i = 0; i < tables_.size();) {
-            const auto q = tables_[i].def.qualified_name();
-            const auto* e = catalog_.find(q);
-            if (!e) {
-                purge_table(w, tables_[i]);
-                tables_.erase(tables_.begin() + static_cast<std::ptrdiff_t>(i));
-                last_lookup_ = 0;
-                ++schema_gen_;
-                continue;
+            const auto now = catalog_.live_name(tables_[i].def.qualified_name());
+            if (const auto* e = now.empty() ? nullptr : catalog_.find(now)) {
+                if (auto o = owner.find(now); o == owner.end()) {
+                    const bool renamed = tables_[i].def.name() != e->def.name();
+                    define_table(w, tables_[i], e->def, version);
+                    if (renamed) relog_rows(w, tables_[i]);
+                    owner.emplace(std::string(now), tables_[i].id);
+                    ++i;
+                    continue;
+                } else {
+                    absorb_rows(w, *table_by_id(o->second), tables_[i]);
+                }
             }
-            define_table(w, tables_[i], e->def, version);
-            seen.insert(q);
-            ++i;
+            purge_table(w, tables_[i]);
+            tables_.erase(tables_.begin() + static_cast<std::ptrdiff_t>(i));
+            last_lookup_ = 0;
+            ++schema_gen_;
         }
         for (const auto& [q, e] : catalog_.tables)
-            if (!seen.contains(q)) add_table(w, e.def, version);
+            if (!owner.contains(q)) add_table(w, e.def, version);
+    }
+
+    /// Gives every row of `t` (just renamed) a new seq and one change-log
+    /// entry under it: `changes_since` then offers its rows after the
+    /// rename's migration, under the table's new name, so a peer that has
+    /// not got the rename yet receives the migration first (rather than rows
+    /// for a table it does not know, which Quereus would skip). Peers that
+    /// had the rows get them again, and skip them.
+    void relog_rows(write_txn& w, const table_state& t) {
+        struct rewrite {
+            std::string key, record;
+            std::uint64_t seq;
+        };
+        std::vector<rewrite> rewrites;
+        std::vector<std::uint64_t> old;
+        detail::layout::row_record rec;
+        w.scan(t.row_prefix, key_codec::tuple_range_end(t.row_prefix), [&](std::string_view k, std::string_view v) {
+            detail::layout::read_row_record(v, rec);
+            for (const auto& c : rec.cells) old.push_back(c.seq);
+            if (rec.tomb) old.push_back(rec.tomb->seq);
+            const auto seq = ++last_seq_;
+            for (auto& c : rec.cells) c.seq = seq;
+            if (rec.tomb) rec.tomb->seq = seq;
+            auto& r = rewrites.emplace_back(rewrite{std::string(k), {}, seq});
+            detail::layout::put_row_record(r.record, rec);
+            return true;
+        });
+        std::sort(old.begin(), old.end());
+        old.erase(std::unique(old.begin(), old.end()), old.end());
+        for (const auto s : old) (void)w.erase(detail::layout::log_key(s)); // a seq names one row
+        for (const auto& r : rewrites) {
+            w.put(r.key, r.record);
+            detail::layout::put_log_record(log_buf_, detail::layout::row, r.key);
+            w.put(detail::layout::log_key(r.seq), log_buf_);
+        }
+    }
+
+    /// Merges the rows of `from` into `into`, two tables a rename joined
+    /// (the same primary key, so the same stored keys): each cell and
+    /// tombstone as its fact would merge, the later version winning. Cells of
+    /// columns `into` does not have (dropped) are left out; `from` is purged
+    /// after.
+    void absorb_rows(write_txn& w, const table_state& into, const table_state& from) {
+        std::vector<std::pair<std::string, std::string>> rows; // suffix, record
+        w.scan(from.row_prefix, key_codec::tuple_range_end(from.row_prefix), [&](std::string_view k, std::string_view v) {
+            rows.emplace_back(k.substr(from.row_prefix.size()), v);
+            return true;
+        });
+        row_image img;
+        detail::layout::row_record rec;
+        for (const auto& [suffix, v] : rows) {
+            detail::layout::read_row_record(v, rec);
+            load_row(w, into, suffix, img);
+            if (rec.tomb) (void)put_tomb(w, img, rec.tomb->original_pk, rec.tomb->version);
+            for (auto& c : rec.cells) {
+                const auto at = from.column_index_by_id(c.column);
+                const auto col = at ? into.def.find_column(from.def.columns()[*at].name) : std::nullopt;
+                if (!col) continue;
+                if (into.def.coerces(*col, c.val)) {
+                    try {
+                        c.val = into.def.coerce(*col, std::move(c.val));
+                    } catch (const error&) {
+                        // A value the column's type cannot hold stays as stored (as recoerce_cells does).
+                    }
+                }
+                (void)put_cell(img, *col, c.val, c.version, c.prior_version, c.prior_value, c.original_pk, false, nullptr);
+            }
+            flush(w, img);
+        }
     }
 
     /// Makes live table `t` what `def` says: its columns (kept by name, new
@@ -1574,7 +1665,7 @@ private:
     /// the live one; null when there is none.
     const table_def* definition_for(std::string_view schema, std::string_view table, const std::vector<table_def>& created) const {
         const table_def* def = nullptr;
-        if (auto t = lookup(schema, table)) def = &t->def;
+        if (auto t = lookup_any(schema, table)) def = &t->def;
         for (const auto& c : created)
             if (c.schema_name() == schema && c.name() == table) def = &c;
         return def;
@@ -1650,8 +1741,25 @@ private:
                 } else if constexpr (std::is_same_v<S, ddl_drop_table>) {
                     (void)target_of(x.schema, x.table, created, "DROP TABLE");
                 } else if constexpr (std::is_same_v<S, ddl_rename_table>) {
-                    detail::raise(errc::schema, "schema migration \"rename_table\" (" + m.ddl.substr(0, 120) +
-                                                    "): this version of crdtsync does not apply RENAME TABLE (docs/schema.md)");
+                    // The table may be known by its earlier name; a rename of a
+                    // dropped table is kept and changes nothing but joining its
+                    // target to the dropped table.
+                    const auto* from = target_of(x.schema, x.from, created, "RENAME TABLE");
+                    if (!from) return;
+                    const auto* to = definition_for(x.schema, x.to, created);
+                    if (to && to->qualified_name() == from->qualified_name()) return; // already one table
+                    // A rename joins its table with any table of the target name
+                    // (docs/schema.md), which needs the same primary key.
+                    if (to && !detail::schema_catalog::same_key(*to, *from))
+                        detail::raise(errc::schema, "RENAME TABLE " + from->qualified_name() + " TO \"" + x.to + "\": table " +
+                                                        to->qualified_name() + " exists with another primary key: " + to->to_ddl() +
+                                                        "; the renamed table: " + from->to_ddl());
+                    auto joined = to ? *to : *from;
+                    if (to)
+                        for (const auto& c : from->columns())
+                            if (!joined.find_column(c.name)) joined.append_column(c);
+                    joined.rename(x.to);
+                    created.push_back(std::move(joined));
                 }
                 // Index statements under another kind: kept and forwarded.
             },
@@ -1772,7 +1880,7 @@ private:
             outcome o;
             // A fact for a table or column dropped (before, or by this change
             // set's own migrations) is skipped.
-            const table_state* t_at = where.dead ? nullptr : where.live ? &tables_[where.table] : lookup(schema_of(c), table_of(c));
+            const table_state* t_at = where.dead ? nullptr : where.live ? &tables_[where.table] : lookup_any(schema_of(c), table_of(c));
             if (!t_at) {
                 count(outcome::skipped);
                 continue;
@@ -1976,7 +2084,7 @@ private:
                 def = memo.def;
                 where = memo.where;
             } else {
-                const table_state* live = lookup(f.schema, f.table);
+                const table_state* live = lookup_any(f.schema, f.table);
                 if (live) def = &live->def;
                 for (const auto& d : created)
                     if (d.schema_name() == f.schema && d.name() == f.table) {
@@ -2176,6 +2284,9 @@ public:
             const auto q = def.qualified_name();
             if (r_.catalog_.table_dropped(q))
                 detail::raise(errc::schema, "table " + q + " was dropped; a dropped table's name is not used again, choose another (docs/schema.md)");
+            if (auto it = r_.catalog_.renamed.find(q); it != r_.catalog_.renamed.end())
+                detail::raise(errc::schema, "table " + q + " was renamed to " + it->second +
+                                                "; a renamed table's earlier name is not used again, choose another (docs/schema.md)");
             for (const auto& c : def.columns())
                 if (r_.catalog_.column_dropped(q, c.name))
                     detail::raise(errc::schema, "column \"" + c.name + "\" was dropped from table " + q +
@@ -2223,6 +2334,26 @@ public:
             const auto& t = r_.require_table(table);
             migrate(t, migration_kind::drop_table, to_ddl(ddl_statement{ddl_drop_table{t.def.schema_name(), t.def.name()}}));
         }
+        /// Renames a table (`new_name` without a schema: the table keeps its
+        /// own). Its rows follow it, and writes from peers that did not know
+        /// yet, under the earlier name, land in it; the earlier name is not
+        /// used again (docs/schema.md). Travels as a `rename_table`
+        /// migration. \throws schema_error when `new_name` names a table,
+        /// or named one (dropped or renamed).
+        void rename_table(std::string_view table, std::string_view new_name) {
+            const auto& t = r_.require_table(table);
+            if (new_name.empty() || new_name.find('.') != std::string_view::npos)
+                detail::raise(errc::schema, "RENAME TABLE " + t.def.qualified_name() + ": the new name must be a table name without a schema, not \"" +
+                                                std::string(new_name) + "\"");
+            const auto q = detail::schema_catalog::qualified(t.def.schema_name(), new_name);
+            if (r_.lookup(t.def.schema_name(), new_name))
+                detail::raise(errc::schema, "RENAME TABLE " + t.def.qualified_name() + ": table " + q + " already exists");
+            if (r_.catalog_.table_dropped(q) || r_.catalog_.renamed.contains(q))
+                detail::raise(errc::schema, "RENAME TABLE " + t.def.qualified_name() + ": " + q +
+                                                " named a table that was dropped or renamed; such a name is not used again, choose another (docs/schema.md)");
+            migrate(t, migration_kind::rename_table,
+                    to_ddl(ddl_statement{ddl_rename_table{t.def.schema_name(), t.def.name(), std::string(new_name)}}), new_name);
+        }
         /// Drops a column that is not part of the primary key: its values go,
         /// and writes to it from peers that did not know yet are skipped. The
         /// name is retired in that table (docs/schema.md). Travels as a
@@ -2253,9 +2384,10 @@ public:
             migrate(t, migration_kind::alter_column, to_ddl(ddl_statement{alter}));
         }
         /// Applies one DDL statement of the supported subset (docs/schema.md):
-        /// CREATE TABLE, ALTER TABLE ... ADD / DROP / ALTER COLUMN, DROP
-        /// TABLE. 	hrows schema_error for malformed DDL, DDL outside the
-        /// subset, RENAME TABLE, and what the typed calls refuse.
+        /// CREATE TABLE, ALTER TABLE ... ADD / DROP / ALTER COLUMN, ALTER
+        /// TABLE ... RENAME TO, DROP TABLE. \throws schema_error for
+        /// malformed DDL, DDL outside the subset, indexes, and what the typed
+        /// calls refuse.
         void execute(std::string_view ddl) {
             std::visit(
                 [&](auto&& x) {
@@ -2269,9 +2401,10 @@ public:
                         alter_column(table, std::move(x));
                     }
                     else if constexpr (std::is_same_v<S, ddl_drop_table>) drop_table(name(x.schema, x.table));
+                    else if constexpr (std::is_same_v<S, ddl_rename_table>) rename_table(name(x.schema, x.from), x.to);
                     else
                         detail::raise(errc::schema, "this version of crdtsync does not apply \"" + std::string(ddl.substr(0, 120)) +
-                                                        "\" (RENAME TABLE and indexes: docs/schema.md)");
+                                                        "\" (indexes are kept and forwarded from peers only: docs/schema.md)");
                 },
                 parse_ddl(ddl));
         }
@@ -2381,11 +2514,17 @@ public:
             return base_.with_op_seq(op_++);
         }
         /// Records and applies a migration of table `t` (`t` may be gone after).
-        void migrate(const table_state& t, migration_kind kind, std::string ddl) {
+        /// A rename names its new table in `table`, and the old in `from_table`
+        /// (as Quereus does).
+        void migrate(const table_state& t, migration_kind kind, std::string ddl, std::string_view renamed_to = {}) {
             schema_migration m;
             m.type = kind;
             m.schema = t.def.schema_name();
             m.table = t.def.name();
+            if (!renamed_to.empty()) {
+                m.from_table = std::move(m.table);
+                m.table = std::string(renamed_to);
+            }
             m.ddl = std::move(ddl);
             m.schema_version = t.schema_version + 1;
             m.version = next_hlc();

@@ -414,7 +414,7 @@ public:
         name_ = std::move(name);
         return *this;
     }
-    /// Removes column `i` (used when applying DROP COLUMN). 	hrows
+    /// Removes column `i` (used when applying DROP COLUMN). \throws
     /// schema_error for a primary-key column.
     void remove_column(std::size_t i) {
         if (i >= columns_.size()) detail::raise(errc::invalid_argument, "table " + qualified_name() + " has no column " + std::to_string(i));
@@ -425,7 +425,7 @@ public:
             if (k > i) --k;
     }
     /// Replaces the definition of column `i`, keeping its name (used when
-    /// applying ALTER COLUMN). 	hrows schema_error when it would change a
+    /// applying ALTER COLUMN). \throws schema_error when it would change a
     /// primary-key column's type or collation, or make it nullable.
     void replace_column(std::size_t i, column_def c) {
         if (i >= columns_.size()) detail::raise(errc::invalid_argument, "table " + qualified_name() + " has no column " + std::to_string(i));

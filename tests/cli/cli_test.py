@@ -273,6 +273,12 @@ def exec_schema_changes(env):
     # A dropped name is retired (docs/schema.md).
     expect(env.run('exec', '--data', a, "CREATE TABLE tags (name TEXT PRIMARY KEY)"), 4, stderr=r'was dropped')
     expect(env.run('exec', '--data', a, "ALTER TABLE tasks ADD COLUMN done BOOLEAN NULL"), 4, stderr=r'was dropped')
+    # A rename: the rows follow the table, and the earlier name is retired.
+    expect(env.run('exec', '--data', a, "ALTER TABLE tasks RENAME TO jobs; INSERT INTO jobs (id, title) VALUES (3, 'post')"), 0,
+           r'ALTER TABLE main.tasks RENAME TO jobs\nINSERT 1\n')
+    check([r['id'] for r in rows(env, 'a', 'jobs')] == [1, 2, 3], 'rows follow the table', rows(env, 'a', 'jobs'))
+    expect(env.run('exec', '--data', a, "SELECT * FROM tasks"), 4, stderr=r'renamed to main.jobs')
+    expect(env.run('exec', '--data', a, "ALTER TABLE jobs RENAME TO tags"), 4, stderr=r'dropped or renamed')
 
 
 @case('local')
@@ -286,13 +292,13 @@ def exec_errors(env):
     expect(env.run('exec', '--data', a, "SELECT title FROM tasks"), 3, stderr=r'only SELECT \*')
     expect(env.run('exec', '--data', a, "UPDATE tasks SET done = TRUE"), 3, stderr=r'UPDATE needs WHERE')
     expect(env.run('exec', '--data', a, "DELETE FROM tasks WHERE title = 'x'"), 3, stderr=r'not a primary key column')
-    expect(env.run('exec', '--data', a, "ALTER TABLE tasks RENAME TO t2"), 4, stderr=r'does not apply')
+    expect(env.run('exec', '--data', a, "ALTER TABLE tasks RENAME TO tasks"), 4, stderr=r'already exists')
     expect(env.run('exec', '--data', a, "DROP INDEX i"), 3, stderr=r'DROP INDEX is not supported')
     expect(env.run('exec', '--data', a, "ALTER TABLE tasks DROP COLUMN id"), 4, stderr=r'primary key')
     expect(env.run('exec', '--data', a, "DROP TABLE nope"), 4, stderr=r'nope')
     expect(env.run('exec', '--data', a, "INSERT INTO tasks VALUES ('unterminated"), 3, stderr=r'unterminated string')
     expect(env.run('exec', '--data', a, ""), 3, stderr=r'no statement')
-    expect(env.run('exec', '--data', a, "SELECT * FROM nope"), 4, stderr=r'no table nope')
+    expect(env.run('exec', '--data', a, "SELECT * FROM nope"), 4, stderr=r'no table "main.nope"')
     expect(env.run('exec', '--data', a, "INSERT INTO nope VALUES (1)"), 4, stderr=r'nope')
     expect(env.run('exec', '--data', a, "INSERT INTO tasks (id, colour) VALUES (1, 'red')"), 4, stderr=r'no column "colour"')
     expect(env.run('exec', '--data', a, "INSERT INTO tasks VALUES (1, 'a')"), 3, stderr=r'gives 2 value\(s\) for its 3 columns')

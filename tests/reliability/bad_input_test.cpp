@@ -432,13 +432,14 @@ TEST_CASE_TEMPLATE("bad input: apply rejects whole a change set whose create_tab
         cs = with_create(std::move(cs), "twice", "CREATE TABLE twice (k TEXT PRIMARY KEY, v INTEGER NULL)");
         add_bad("a new table created twice with two primary keys", std::move(cs), "already exists with another primary key");
     }
-    // Migrations this replica refuses: a kind it does not apply yet, and
-    // changes to a primary-key column.
+    // Migrations this replica refuses: a rename into a table with another
+    // primary key (a rename joins the two tables), and changes to a
+    // primary-key column.
     {
         auto cs = with_migration(change_set_builder{next_base()}.set("items", item_key(7, "t"), "a", value{7}).build(),
-                                 migration_kind::rename_table, "things", "ALTER TABLE \"main\".\"items\" RENAME TO \"things\"");
+                                 migration_kind::rename_table, "notes", "ALTER TABLE \"main\".\"items\" RENAME TO \"notes\"");
         cs.migrations.back().from_table = "items";
-        add_bad("rename_table", std::move(cs), "does not apply RENAME TABLE");
+        add_bad("rename_table into a table with another key", std::move(cs), "exists with another primary key");
     }
     add_bad("drop of a key column",
             with_migration(change_set_builder{next_base()}.set("items", item_key(7, "t"), "a", value{7}).build(),

@@ -254,9 +254,10 @@ TEST_CASE_TEMPLATE("schema: index migrations and DDL outside the applied subset 
     CHECK(b->dump() == a->dump());
     CHECK(b->dump().find("add constraint one_title") != std::string::npos);
 
-    // Malformed DDL, and kinds this version does not apply yet, are refused by name.
+    // Malformed DDL, DDL of another kind than the migration's, and a key
+    // column's drop are refused by name.
     for (auto [kind, ddl] : {std::pair{migration_kind::add_index, std::string("create index (")},
-                             std::pair{migration_kind::rename_table, std::string(R"(alter table "main"."tasks" rename to "jobs")")},
+                             std::pair{migration_kind::create_table, std::string(R"(alter table "main"."tasks" rename to "jobs")")},
                              std::pair{migration_kind::alter_column, std::string("alter table tasks drop column id")}}) {
         auto bad = change_set_builder(at(t.now, 9, site_of(0xe6))).build();
         bad.migrations = {migration(kind, ddl, 0)};
@@ -654,8 +655,7 @@ TEST_CASE_TEMPLATE("schema: ALTER COLUMN changes defaults, nullability and types
     CHECK(a->dump() == before);
 }
 
-TEST_CASE_TEMPLATE("schema: Quereus-written drops apply, RENAME TABLE is refused whole with a clear error", Env,
-                   CRDTSYNC_TEST_STORES) {
+TEST_CASE_TEMPLATE("schema: Quereus-written drops and renames apply, and forward", Env, CRDTSYNC_TEST_STORES) {
     Env env;
     sim_time t;
     auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
@@ -671,20 +671,221 @@ TEST_CASE_TEMPLATE("schema: Quereus-written drops apply, RENAME TABLE is refused
     auto rename = migration(migration_kind::rename_table, "alter table tasks rename to jobs", 100);
     rename.migrations[0].from_table = "tasks";
     rename.migrations[0].table = "jobs";
-    const auto res = a->apply(rename);
-    REQUIRE(res.rejected.size() == 1);
-    CHECK(res.rejected[0].code == "schema");
-    CHECK(res.rejected[0].reason.find("RENAME TABLE") != std::string::npos);
-    REQUIRE(a->apply(migration(migration_kind::alter_column, "alter table tasks drop column note", 200)).rejected.empty());
-    CHECK_FALSE(a->find_table("tasks")->find_column("note"));
-    CHECK(a->rows("tasks").size() == 1);
-    REQUIRE(a->apply(migration(migration_kind::drop_table, "drop table tasks", 300)).rejected.empty());
+    REQUIRE(a->apply(rename).rejected.empty());
     CHECK_FALSE(a->find_table("tasks"));
+    REQUIRE(a->find_table("jobs"));
+    CHECK(a->rows("jobs").size() == 1);
+    // The peer, not knowing yet, still writes under the old name: it lands in jobs.
+    change_set late;
+    late.origin = peer;
+    late.version = at(epoch_ms + 150, 0, peer);
+    late.transaction_id = "late";
+    late.changes.push_back(crdtsync::column_change{"main", "tasks", {value{1}}, late.version, "title", value{"uno"}, std::nullopt, std::nullopt});
+    REQUIRE(a->apply(late).rejected.empty());
+    CHECK(a->rows("jobs").at(0).at("title") == value{"uno"});
+    REQUIRE(a->apply(migration(migration_kind::alter_column, "alter table tasks drop column note", 200)).rejected.empty());
+    CHECK_FALSE(a->find_table("jobs")->find_column("note"));
+    CHECK(a->rows("jobs").size() == 1);
+    REQUIRE(a->apply(migration(migration_kind::drop_table, "drop table jobs", 300)).rejected.empty());
+    CHECK_FALSE(a->find_table("jobs"));
     REQUIRE(crdtsync::check(*a).ok());
-    // Kept and forwarded: a peer gets the drops.
+    // Kept and forwarded: a peer gets the renames and drops.
     auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
     REQUIRE(b->apply(changes_of(*a)).rejected.empty());
     CHECK(b->dump() == a->dump());
+}
+
+// RENAME TABLE (docs/schema.md): the data follows the table, in every order.
+
+TEST_CASE_TEMPLATE("schema: a rename against concurrent writes under the old name, in every order", Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    a->create_table(tasks_def());
+    a->write([](auto& tx) {
+        for (int i = 1; i <= 5; ++i) tx.insert("tasks", {{"id", value{i}}, {"title", value{"t" + std::to_string(i)}}});
+    });
+    const auto created = changes_of(*a);
+    REQUIRE(b->apply(created).rejected.empty());
+    const auto pa = a->position(), pb = b->position();
+    t.now += 5;
+    // b, not knowing yet, updates, inserts and deletes under "tasks", before and after the rename's HLC.
+    b->write([](auto& tx) {
+        (void)tx.update("tasks", {value{1}}, {{"title", value{"b's"}}});
+        (void)tx.erase("tasks", {value{2}});
+    });
+    t.now += 5;
+    // a renames, and writes under the new name in the same transaction.
+    a->write([](auto& tx) {
+        tx.rename_table("tasks", "jobs");
+        tx.insert("jobs", {{"id", value{10}}, {"title", value{"ten"}}});
+        (void)tx.update("jobs", {value{3}}, {{"title", value{"a's"}}});
+    });
+    REQUIRE(a->find_table("jobs"));
+    CHECK(a->rows("jobs").size() == 6);
+    t.now += 5;
+    b->write([](auto& tx) { tx.insert("tasks", {{"id", value{9}}, {"title", value{"nine"}}}); });
+    const auto rename = changes_of(*a, pa), writes = changes_of(*b, pb);
+    std::vector<change_set> sets = created;
+    sets.insert(sets.end(), rename.begin(), rename.end());
+    sets.insert(sets.end(), writes.begin(), writes.end());
+    const auto dumps = dumps_in_every_order(env, t, sets);
+    REQUIRE(dumps.size() == 1);
+    CHECK(live_part(*dumps.begin()).find("table main.tasks") == std::string::npos);
+    CHECK(live_part(*dumps.begin()).find("table main.jobs") != std::string::npos);
+
+    // Both orders between a and b directly, with duplicates.
+    REQUIRE(a->apply(writes).rejected.empty());
+    REQUIRE(b->apply(rename).rejected.empty());
+    REQUIRE(b->apply(writes).rejected.empty());
+    CHECK(a->dump() == b->dump());
+    for (auto* r : {&a, &b}) {
+        CHECK_FALSE((*r)->find_table("tasks"));
+        const auto rows = (*r)->rows("jobs");
+        std::map<std::int64_t, std::string> titles;
+        for (const auto& row : rows) titles[row.at("id").as_integer()] = row.at("title").as_text();
+        CHECK(titles == std::map<std::int64_t, std::string>{{1, "b's"}, {3, "a's"}, {4, "t4"}, {5, "t5"}, {9, "nine"}, {10, "ten"}});
+        REQUIRE(crdtsync::check(**r).ok());
+        // The earlier name is not used again, and says where the table went.
+        check_throws_code<crdtsync::schema_error>([&] { (*r)->create_table(tasks_def()); }, crdtsync::errc::schema);
+        try {
+            (void)(*r)->rows("tasks");
+            FAIL("rows of a renamed-away name");
+        } catch (const crdtsync::error& e) {
+            CHECK(e.code() == crdtsync::errc::unknown_table);
+            CHECK(std::string(e.what()).find("renamed to main.jobs") != std::string::npos);
+        }
+    }
+    // A fresh peer that pulls from b after the rename gets the migration before
+    // the rows under the new name (b's rows were logged again): nothing held.
+    auto d = open_node(env, options_for(delete_policy::insert_revives, 0xd4), fake_clock{&t.now});
+    REQUIRE(d->apply(changes_of(*b)).rejected.empty());
+    CHECK(d->held_facts() == 0);
+    CHECK(d->dump() == b->dump());
+}
+
+TEST_CASE_TEMPLATE("schema: concurrent renames, a rename into a table created concurrently, and a rename against a drop",
+                   Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    auto c = open_node(env, options_for(delete_policy::insert_revives, 0xc3), fake_clock{&t.now});
+    a->create_table(tasks_def());
+    a->write([](auto& tx) {
+        for (int i = 1; i <= 3; ++i) tx.insert("tasks", {{"id", value{i}}, {"title", value{"t" + std::to_string(i)}}});
+    });
+    const auto created = changes_of(*a);
+    REQUIRE(b->apply(created).rejected.empty());
+    const auto pa = a->position(), pb = b->position();
+    // c, who never saw tasks, creates todo (same key, one more column) with
+    // rows of its own; a renames tasks to jobs; b, later by HLC, renames it to todo.
+    t.now += 2;
+    table_def todo{"todo"};
+    todo.column("id", column_type::integer, false).column("title", column_type::text).column("due", column_type::integer).primary_key({"id"});
+    c->create_table(todo);
+    c->write([](auto& tx) {
+        tx.insert("todo", {{"id", value{1}}, {"due", value{7}}});
+        tx.insert("todo", {{"id", value{20}}, {"title", value{"c's"}}});
+    });
+    t.now += 3;
+    a->write([](auto& tx) {
+        tx.rename_table("tasks", "jobs");
+        (void)tx.update("jobs", {value{1}}, {{"title", value{"a's"}}});
+    });
+    t.now += 5;
+    b->write([](auto& tx) {
+        tx.rename_table("tasks", "todo");
+        (void)tx.update("todo", {value{2}}, {{"title", value{"b's"}}});
+    });
+    const auto ra = changes_of(*a, pa), rb = changes_of(*b, pb), rc = changes_of(*c);
+    std::vector<change_set> sets = created;
+    for (const auto* part : {&ra, &rb, &rc}) sets.insert(sets.end(), part->begin(), part->end());
+    const auto dumps = dumps_in_every_order(env, t, sets);
+    REQUIRE(dumps.size() == 1);
+    const auto live = live_part(*dumps.begin());
+    CHECK(live.find("table main.todo") != std::string::npos); // the latest rename names the table
+    CHECK(live.find("table main.jobs") == std::string::npos);
+    CHECK(live.find("table main.tasks") == std::string::npos);
+
+    // Every replica, every part: one table "todo" with everyone's rows.
+    for (auto* to : {&a, &b, &c})
+        for (const auto* part : {&created, &ra, &rb, &rc}) REQUIRE((*to)->apply(*part).rejected.empty());
+    CHECK(a->dump() == b->dump());
+    CHECK(a->dump() == c->dump());
+    std::map<std::int64_t, std::pair<value, value>> rows;
+    for (const auto& row : c->rows("todo")) rows[row.at("id").as_integer()] = {row.at("title"), row.at("due")};
+    CHECK(rows == std::map<std::int64_t, std::pair<value, value>>{{1, {value{"a's"}, value{7}}},
+                                                                  {2, {value{"b's"}, value{}}},
+                                                                  {3, {value{"t3"}, value{}}},
+                                                                  {20, {value{"c's"}, value{}}}});
+    for (auto* r : {&a, &b, &c}) {
+        REQUIRE(crdtsync::check(**r).ok());
+        // The earlier names are not used again.
+        for (const char* name : {"tasks", "jobs"})
+            check_throws_code<crdtsync::schema_error>([&] { (*r)->create_table(table_def{tasks_def()}.rename(name)); },
+                                                      crdtsync::errc::schema);
+    }
+
+    // A rename against a concurrent drop of the table: the drop wins, under every name.
+    auto d = open_node(env, options_for(delete_policy::insert_revives, 0xd4), fake_clock{&t.now});
+    REQUIRE(d->apply(created).rejected.empty());
+    t.now += 5;
+    const auto pd = d->position();
+    d->write([](auto& tx) { tx.drop_table("tasks"); });
+    std::vector<change_set> with_drop = sets;
+    const auto drop = changes_of(*d, pd);
+    with_drop.insert(with_drop.end(), drop.begin(), drop.end());
+    const auto dropped = dumps_in_every_order(env, t, with_drop);
+    REQUIRE(dropped.size() == 1);
+    CHECK(live_part(*dropped.begin()).find("table main.") == std::string::npos);
+    REQUIRE(a->apply(drop).rejected.empty());
+    CHECK(a->tables().empty());
+    REQUIRE(crdtsync::check(*a).ok());
+}
+
+TEST_CASE_TEMPLATE("schema: data under a rename's new name arrives before the rename: held, relayed, applied after a restart",
+                   Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    auto c = open_node(env, options_for(delete_policy::insert_revives, 0xc3), fake_clock{&t.now});
+    a->create_table(tasks_def());
+    a->write([](auto& tx) { tx.insert("tasks", {{"id", value{1}}, {"title", value{"one"}}}); });
+    const auto created = changes_of(*a);
+    REQUIRE(b->apply(created).rejected.empty());
+    const auto pa = a->position();
+    t.now += 5;
+    a->write([](auto& tx) { tx.rename_table("tasks", "jobs"); });
+    const auto pr = a->position();
+    t.now += 5;
+    a->write([](auto& tx) { tx.insert("jobs", {{"id", value{2}}, {"title", value{"two"}}}); });
+    const auto rename = changes_of(*a, pa);
+    const auto insert = changes_of(*a, pr);
+    REQUIRE(insert.size() == 1);
+    // b gets the insert first: jobs is not known there yet, so it is held.
+    const auto r = b->apply(insert);
+    CHECK(r.rejected.empty());
+    CHECK(r.held == 2);
+    CHECK(b->held_facts() == 2);
+    // Relayed: c, pulling from b, gets what b holds (and holds it too).
+    REQUIRE(c->apply(changes_of(*b)).rejected.empty());
+    CHECK(c->held_facts() == 2);
+    // A restart keeps it held (for LMDB, from the file).
+    reopen(env, b, "store-2.mdb", fake_clock{&t.now});
+    CHECK(b->held_facts() == 2);
+    const auto released = b->apply(rename);
+    CHECK(released.released == 2);
+    CHECK(b->held_facts() == 0);
+    CHECK(b->rows("jobs").size() == 2);
+    REQUIRE(c->apply(rename).rejected.empty());
+    CHECK(c->held_facts() == 0);
+    CHECK(c->dump() == a->dump());
+    CHECK(b->dump() == a->dump());
+    REQUIRE(crdtsync::check(*b).ok());
+    REQUIRE(crdtsync::check(*c).ok());
 }
 
 TEST_CASE_TEMPLATE("schema: the snapshot of a replica after drops and ALTERs loads into a fresh replica", Env,

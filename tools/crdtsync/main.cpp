@@ -204,7 +204,10 @@ int cmd_exec(const exec_args& a) {
         if (const auto* s = std::get_if<sql::select>(&st.what)) {
             try {
                 const auto def = rep.find_table(s->table);
-                if (!def) fail(exit_code::refused, "no table " + s->table);
+                if (!def) {
+                    (void)rep.rows(s->table); // throws, saying when the name was dropped or renamed
+                    fail(exit_code::refused, "no table " + s->table);
+                }
                 std::vector<crdtsync::row> rows;
                 if (s->where) {
                     if (auto row = rep.get(s->table, key_of(*def, *s->where))) rows.push_back(std::move(*row));
@@ -255,8 +258,8 @@ int cmd_exec(const exec_args& a) {
                                 tx.add_column(add.schema + "." + add.table, add.column);
                                 done.push_back("ALTER TABLE " + add.schema + "." + add.table + " ADD COLUMN " + add.column.name);
                             } else if constexpr (std::is_same_v<T, sql::schema_change>) {
-                                // The library parses and applies it; RENAME TABLE and
-                                // indexes are refused there (docs/schema.md).
+                                // The library parses and applies it; indexes are
+                                // refused there (docs/schema.md).
                                 const auto stmt = crdtsync::parse_ddl(x.ddl);
                                 tx.execute(x.ddl);
                                 done.push_back(std::visit(
@@ -267,6 +270,8 @@ int cmd_exec(const exec_args& a) {
                                             return "ALTER TABLE " + d.schema + "." + d.table + " DROP COLUMN " + d.column;
                                         else if constexpr (std::is_same_v<D, crdtsync::ddl_alter_column>)
                                             return "ALTER TABLE " + d.schema + "." + d.table + " ALTER COLUMN " + d.column;
+                                        else if constexpr (std::is_same_v<D, crdtsync::ddl_rename_table>)
+                                            return "ALTER TABLE " + d.schema + "." + d.from + " RENAME TO " + d.to;
                                         else return "OK";
                                     },
                                     stmt));

@@ -33,7 +33,8 @@
 namespace crdtsync_cli::sql {
 
 inline constexpr std::string_view supported =
-    "crdtsync exec supports: CREATE TABLE, ALTER TABLE ... ADD / DROP / ALTER COLUMN, DROP TABLE, INSERT INTO ... VALUES, "
+    "crdtsync exec supports: CREATE TABLE, ALTER TABLE ... ADD / DROP / ALTER COLUMN, ALTER TABLE ... RENAME TO, DROP TABLE, "
+    "INSERT INTO ... VALUES, "
     "UPDATE ... SET ... WHERE <primary key> = ..., DELETE FROM ... WHERE <primary key> = ..., "
     "SELECT * FROM ... [WHERE <primary key> = ...]";
 
@@ -54,7 +55,7 @@ struct create_table {
 struct add_column {
     std::string ddl;
 };
-/// DROP TABLE, ALTER TABLE ... DROP COLUMN / ALTER COLUMN (and what else the
+/// DROP TABLE, ALTER TABLE ... DROP COLUMN / ALTER COLUMN / RENAME TO (and what else the
 /// library's DDL parser reads: it decides, through `transaction::execute`).
 struct schema_change {
     std::string ddl;
