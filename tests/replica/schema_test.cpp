@@ -1,7 +1,7 @@
 // Schema migrations as data: defaults, concurrent ADD COLUMNs and creates of
-// one table resolve the same way in every delivery order; index migrations and
-// DDL outside the applied subset are kept and forwarded; typed tables evolve
-// by ADD COLUMN. docs/schema.md.
+// one table, drops, ALTER COLUMN and renames resolve the same way in every
+// delivery order; index migrations and DDL outside the applied subset are
+// kept and forwarded; typed tables evolve by ADD COLUMN. docs/schema.md.
 
 #include "support.hpp"
 
@@ -325,6 +325,7 @@ namespace replica_tests {
 TEST_CASE_TEMPLATE("schema: random migrations interleaved with writes converge on three replicas", Env, CRDTSYNC_TEST_STORES) {
     const auto seeds = static_cast<unsigned>(env_number("CRDTSYNC_SCHEMA_SEEDS", 6));
     const auto steps = static_cast<int>(env_number("CRDTSYNC_SCHEMA_STEPS", 120));
+    std::size_t renames = 0, renamed_at_end = 0; // the test must exercise renames
     for (unsigned seed = 1; seed <= seeds; ++seed) {
         CAPTURE(seed);
         Env env;
@@ -344,7 +345,13 @@ TEST_CASE_TEMPLATE("schema: random migrations interleaved with writes converge o
         for (int step = 0; step < steps; ++step) {
             t.now += pick(3);
             auto& r = n[pick(3)];
-            const auto what = pick(13);
+            const auto what = pick(14);
+            // The second table starts as "extra" and may be renamed to the others.
+            const auto extra = [&]() -> std::string {
+                for (const char* name : {"extra", "extra_b", "extra_c"})
+                    if (r->find_table(name)) return name;
+                return {};
+            }();
             // A migration or write a replica refuses (a dropped name, a NOT
             // NULL column left NULL) changes nothing: the test goes on.
             auto attempt = [&](auto&& f) {
@@ -358,7 +365,7 @@ TEST_CASE_TEMPLATE("schema: random migrations interleaved with writes converge o
                 const std::string col = pool[pick(4)];
                 if (!r->find_table("tasks")->find_column(col))
                     attempt([&] { r->write([&](auto& tx) { tx.add_column("tasks", column_def{col, types[pick(3)]}); }); });
-            } else if (what == 1 && !r->find_table("extra")) { // a create of a second table, extra columns differ
+            } else if (what == 1 && extra.empty()) { // a create of a second table, extra columns differ
                 table_def e{"extra"};
                 e.column("k", column_type::integer, false).primary_key({"k"});
                 e.column(pool[pick(4)], types[pick(3)]);
@@ -372,14 +379,22 @@ TEST_CASE_TEMPLATE("schema: random migrations interleaved with writes converge o
                                                "DROP NOT NULL", "SET DEFAULT 7", "SET DEFAULT 'x'", "DROP DEFAULT"};
                 if (r->find_table("tasks")->find_column(col))
                     r->write([&](auto& tx) { tx.execute("ALTER TABLE tasks ALTER COLUMN " + col + " " + actions[pick(8)]); });
-            } else if (what == 12 && pick(4) == 0 && r->find_table("extra")) { // a DROP TABLE
-                r->write([&](auto& tx) { tx.drop_table("extra"); });
-            } else if (what == 2 && r->find_table("extra")) {
+            } else if (what == 12 && pick(6) == 0 && !extra.empty()) { // a DROP TABLE
+                r->write([&](auto& tx) { tx.drop_table(extra); });
+            } else if (what == 13 && !extra.empty()) { // a RENAME TABLE (refused when the name was used)
+                const char* names[] = {"extra", "extra_b", "extra_c"};
+                const std::string to = names[pick(3)];
+                if (to != extra) attempt([&] {
+                    r->write([&](auto& tx) { tx.rename_table(extra, to); });
+                    ++renames;
+                });
+            } else if (what == 2 && !extra.empty()) {
                 attempt([&] { r->write([&](auto& tx) {
-                    const auto def = tx.table("extra");
+                    const auto def = tx.table(extra);
                     row values{{"k", value{static_cast<std::int64_t>(pick(5))}}};
                     values[def.columns().back().name] = value{static_cast<std::int64_t>(pick(100))};
-                    if (!tx.get("extra", {values.at("k")})) tx.insert("extra", values);
+                    if (!tx.get(extra, {values.at("k")})) tx.insert(extra, values);
+                    else (void)tx.update(extra, {values.at("k")}, {{def.columns().back().name, value{static_cast<std::int64_t>(pick(100))}}});
                 }); });
             } else if (what < 7) { // a write of a random known column
                 attempt([&] { r->write([&](auto& tx) {
@@ -417,7 +432,10 @@ TEST_CASE_TEMPLATE("schema: random migrations interleaved with writes converge o
         CHECK(n[0]->dump() == n[1]->dump());
         CHECK(n[0]->dump() == n[2]->dump());
         CHECK(rows_text(*n[0]) == rows_text(*n[2]));
+        if (n[0]->find_table("extra_b") || n[0]->find_table("extra_c")) ++renamed_at_end;
     }
+    CHECK(renames > 0);
+    CHECK(renamed_at_end > 0);
 }
 
 } // namespace replica_tests
@@ -888,7 +906,7 @@ TEST_CASE_TEMPLATE("schema: data under a rename's new name arrives before the re
     REQUIRE(crdtsync::check(*c).ok());
 }
 
-TEST_CASE_TEMPLATE("schema: the snapshot of a replica after drops and ALTERs loads into a fresh replica", Env,
+TEST_CASE_TEMPLATE("schema: the snapshot of a replica after drops, ALTERs and a rename loads into a fresh replica", Env,
                    CRDTSYNC_TEST_STORES) {
     Env env;
     sim_time t;
@@ -911,6 +929,10 @@ TEST_CASE_TEMPLATE("schema: the snapshot of a replica after drops and ALTERs loa
         tx.drop_table("gone");
         (void)tx.erase("tasks", {value{3}});
     });
+    a->write([](auto& tx) {
+        tx.rename_table("tasks", "jobs");
+        (void)tx.update("jobs", {value{4}}, {{"title", value{"renamed"}}});
+    });
     auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
     crdtsync::snapshot_writer out{*a, 7};
     crdtsync::snapshot_loader in{*b};
@@ -926,6 +948,12 @@ TEST_CASE_TEMPLATE("schema: the snapshot of a replica after drops and ALTERs loa
     REQUIRE(b->apply(changes_of(*late)).rejected.empty());
     CHECK_FALSE(b->find_table("gone"));
     CHECK(b->held_facts() == 0);
+    // It knows the earlier name too: a late write under "tasks" lands in "jobs".
+    change_set old_name = change_set_builder(at(t.now + 1, 0, site_of(0xe7))).set("tasks", {value{5}}, "title", value{"late"}).build();
+    REQUIRE(b->apply(old_name).rejected.empty());
+    CHECK(b->get("jobs", {value{5}})->at("title") == value{"late"});
+    CHECK_FALSE(b->find_table("tasks"));
+    REQUIRE(crdtsync::check(*b).ok());
 }
 
 } // namespace replica_tests
