@@ -1900,7 +1900,7 @@ private:
                              want_conflicts ? &*cf : nullptr);
                 if (want_conflicts && (o == outcome::conflict_local || o == outcome::conflict_remote)) {
                     cf->schema = cc->schema;
-                    cf->table = cc->table;
+                    cf->table = t.def.name(); // the table's name now, for a fact under an earlier one
                     cf->pk = cc->pk;
                     cf->column = cc->column;
                     ev.conflicts.push_back(std::move(*cf));
@@ -1914,7 +1914,12 @@ private:
                 max = std::max(max, d.version);
             }
             count(o);
-            if (want_remote && (o == outcome::applied || o == outcome::conflict_remote)) rc.applied.push_back(c);
+            if (want_remote && (o == outcome::applied || o == outcome::conflict_remote)) {
+                rc.applied.push_back(c);
+                // A fact under a renamed table's earlier name is reported under its name now.
+                if (!detail::same_bytes(t_at->def.name(), table_of(c)))
+                    std::visit([&](auto& f) { f.table = t_at->def.name(); }, rc.applied.back());
+            }
         }
         // The next change set may add tables (moving table_state): start afresh.
         flush(w, cur_);

@@ -699,8 +699,15 @@ TEST_CASE_TEMPLATE("schema: Quereus-written drops and renames apply, and forward
     late.version = at(epoch_ms + 150, 0, peer);
     late.transaction_id = "late";
     late.changes.push_back(crdtsync::column_change{"main", "tasks", {value{1}}, late.version, "title", value{"uno"}, std::nullopt, std::nullopt});
+    std::vector<crdtsync::remote_change> heard;
+    const auto listener = a->on_remote_change([&](const crdtsync::remote_change& rc) { heard.push_back(rc); });
     REQUIRE(a->apply(late).rejected.empty());
+    a->remove_listener(listener);
     CHECK(a->rows("jobs").at(0).at("title") == value{"uno"});
+    // Reported under the table's name now.
+    REQUIRE(heard.size() == 1);
+    REQUIRE(heard[0].applied.size() == 1);
+    CHECK(crdtsync::table_of(heard[0].applied[0]) == "jobs");
     REQUIRE(a->apply(migration(migration_kind::alter_column, "alter table tasks drop column note", 200)).rejected.empty());
     CHECK_FALSE(a->find_table("jobs")->find_column("note"));
     CHECK(a->rows("jobs").size() == 1);
