@@ -337,7 +337,7 @@ TEST_CASE_TEMPLATE("bad input: create_table under a live table's name with anoth
 }
 
 TEST_CASE_TEMPLATE("bad input: apply rejects whole a change set whose create_table migration is not valid DDL or "
-                   "redefines a table, or whose migration kind it does not apply; the other change sets of the batch apply",
+                   "redefines a table, or whose migration it refuses; the other change sets of the batch apply",
                    Env, CRDTSYNC_TEST_STORES) {
     using crdtsync::migration_kind;
     sim_time t;
