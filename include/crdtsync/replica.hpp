@@ -1448,12 +1448,20 @@ private:
                 if (auto o = owner.find(now); o == owner.end()) {
                     const bool renamed = tables_[i].def.name() != e->def.name();
                     define_table(w, tables_[i], e->def, version);
-                    if (renamed) relog_rows(w, tables_[i]);
+                    if (renamed) {
+                        // Not during a snapshot load: its sweep finds the parts
+                        // held before it by their seqs (docs/snapshots.md).
+                        if (!sweep_) relog_rows(w, tables_[i]);
+                        types_changed_ = true; // the set's facts are validated against the table now
+                    }
                     owner.emplace(std::string(now), tables_[i].id);
                     ++i;
                     continue;
                 } else {
+                    const auto* rule = std::exchange(sweep_, nullptr); // the absorbed rows are new here
                     absorb_rows(w, *table_by_id(o->second), tables_[i]);
+                    sweep_ = rule;
+                    types_changed_ = true;
                 }
             }
             purge_table(w, tables_[i]);
@@ -1666,9 +1674,28 @@ private:
     const table_def* definition_for(std::string_view schema, std::string_view table, const std::vector<table_def>& created) const {
         const table_def* def = nullptr;
         if (auto t = lookup_any(schema, table)) def = &t->def;
-        for (const auto& c : created)
-            if (c.schema_name() == schema && c.name() == table) def = &c;
+        if (!created.empty()) {
+            const auto now = name_now(schema, table);
+            for (const auto& c : created)
+                if (c.schema_name() == schema && (c.name() == table || c.name() == now)) def = &c;
+        }
         return def;
+    }
+    /// The name the table `schema.table` names has after the change set
+    /// being validated: its own renames, and the catalog's, followed.
+    [[nodiscard]] std::string name_now(std::string_view schema, std::string_view table) const {
+        std::string name(table);
+        for (int hops = 0; hops < 16; ++hops) { // renames within one set may loop
+            const auto q = detail::schema_catalog::qualified(schema, name);
+            if (auto it = set_renames_.find(q); it != set_renames_.end() && it->second != name) {
+                name = it->second;
+            } else if (auto a = catalog_.renamed.find(q); a != catalog_.renamed.end()) {
+                name = std::string(split_name(a->second).second);
+            } else {
+                break;
+            }
+        }
+        return name;
     }
     /// The definition a column migration needs, or: nothing when the table
     /// was dropped (the migration is kept, and changes nothing), a hold
@@ -1702,7 +1729,14 @@ private:
                 using S = std::decay_t<decltype(x)>;
                 if constexpr (std::is_same_v<S, ddl_create_table>) {
                     const auto& def = x.def;
-                    if (catalog_.table_dropped(def.qualified_name())) return; // a dropped name: kept, changes nothing
+                    if (catalog_.table_dropped(def.qualified_name())) {
+                        // A dropped name: kept, changes nothing; it keeps its key,
+                        // so that no replica joins tables of two keys under it.
+                        if (const auto* d = catalog_.dropped_definition(def.qualified_name()); d && !detail::schema_catalog::same_key(*d, def))
+                            detail::raise(errc::schema, "table " + def.qualified_name() + " was dropped, and was created with another primary key: " +
+                                                            d->to_ddl() + "; this create: " + def.to_ddl());
+                        return;
+                    }
                     const table_def* existing = definition_for(def.schema_name(), def.name(), created);
                     // Another create of a live table merges into it (docs/schema.md)
                     // when the primary keys agree; other primary keys cannot.
@@ -1745,15 +1779,21 @@ private:
                     // dropped table is kept and changes nothing but joining its
                     // target to the dropped table.
                     const auto* from = target_of(x.schema, x.from, created, "RENAME TABLE");
-                    if (!from) return;
+                    const bool dead = !from || catalog_.table_dropped(detail::schema_catalog::qualified(x.schema, x.to));
+                    // A dropped table keeps its key: the check below then does not
+                    // depend on whether the drop arrived before the rename.
+                    if (!from) from = catalog_.dropped_definition(detail::schema_catalog::qualified(x.schema, x.from));
                     const auto* to = definition_for(x.schema, x.to, created);
-                    if (to && to->qualified_name() == from->qualified_name()) return; // already one table
+                    if (!to) to = catalog_.dropped_definition(detail::schema_catalog::qualified(x.schema, x.to));
+                    set_renames_[detail::schema_catalog::qualified(x.schema, x.from)] = x.to;
+                    if (!from || (to && (to == from || to->qualified_name() == from->qualified_name()))) return; // already one table
                     // A rename joins its table with any table of the target name
                     // (docs/schema.md), which needs the same primary key.
                     if (to && !detail::schema_catalog::same_key(*to, *from))
                         detail::raise(errc::schema, "RENAME TABLE " + from->qualified_name() + " TO \"" + x.to + "\": table " +
-                                                        to->qualified_name() + " exists with another primary key: " + to->to_ddl() +
-                                                        "; the renamed table: " + from->to_ddl());
+                                                        to->qualified_name() + " exists (or existed) with another primary key: " +
+                                                        to->to_ddl() + "; the renamed table: " + from->to_ddl());
+                    if (dead) return; // joins a dropped table: nothing of it lives
                     auto joined = to ? *to : *from;
                     if (to)
                         for (const auto& c : from->columns())
@@ -1793,6 +1833,7 @@ private:
         // 1. Validate everything before writing anything.
         std::vector<table_def> created;
         failing_table_.clear(); // set by the check that fails, never left from an earlier set
+        set_renames_.clear();
         failing_column_.clear();
         try {
             const auto now = clock_.physical_now();
@@ -2091,11 +2132,16 @@ private:
             } else {
                 const table_state* live = lookup_any(f.schema, f.table);
                 if (live) def = &live->def;
-                for (const auto& d : created)
-                    if (d.schema_name() == f.schema && d.name() == f.table) {
-                        def = &d;
-                        live = nullptr;
-                    }
+                if (!created.empty()) {
+                    // The set's own migrations may have created, widened or
+                    // renamed the table (a fact may use an earlier name).
+                    const auto now = name_now(f.schema, f.table);
+                    for (const auto& d : created)
+                        if (d.schema_name() == f.schema && (d.name() == f.table || d.name() == now)) {
+                            def = &d;
+                            live = nullptr;
+                        }
+                }
                 where.live = live != nullptr && !set_migrates_;
                 if (live) where.table = static_cast<std::size_t>(live - tables_.data());
                 if (!def) {
@@ -2273,6 +2319,8 @@ private:
     bool set_migrates_ = false;     // the change set being validated has migrations: resolve its facts' tables by name
     mutable detail::schema_catalog catalog_; // what the stored migrations define (dropped tables and columns)
     bool types_changed_ = false;    // a column's type changed between REAL and another type in this change set
+                                    // (or a rename joined or renamed tables): its facts are validated again
+    std::map<std::string, std::string, std::less<>> set_renames_; // the change set being validated renames: old qualified -> new name
 
 public:
     /// A local write transaction: see `replica::write`.

@@ -870,6 +870,101 @@ TEST_CASE_TEMPLATE("schema: concurrent renames, a rename into a table created co
     REQUIRE(crdtsync::check(*a).ok());
 }
 
+TEST_CASE_TEMPLATE("schema: migrations and writes under an earlier name, in one change set, land in the renamed table",
+                   Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    auto c = open_node(env, options_for(delete_policy::insert_revives, 0xc3), fake_clock{&t.now});
+    table_def base{"t"};
+    base.column("id", column_type::integer, false).column("c", column_type::integer).primary_key({"id"});
+    a->create_table(base);
+    a->write([](auto& tx) { tx.insert("t", {{"id", value{1}}, {"c", value{1}}}); });
+    const auto created = changes_of(*a);
+    REQUIRE(b->apply(created).rejected.empty());
+    REQUIRE(c->apply(created).rejected.empty());
+    const auto pb = b->position(), pc = c->position();
+    t.now += 5;
+    // b renames t to u and writes c = 7 under the new name in the same transaction.
+    b->write([](auto& tx) {
+        tx.rename_table("t", "u");
+        (void)tx.update("u", {value{1}}, {{"c", value{7}}});
+    });
+    t.now += 5;
+    // c, offline, adds a column to t and writes it in one transaction.
+    c->write([](auto& tx) {
+        tx.add_column("t", column_def{"note", column_type::text});
+        (void)tx.update("t", {value{1}}, {{"note", value{"c's"}}});
+    });
+    // d, who never saw t, creates u with c REAL (later by HLC than t's create).
+    auto d = open_node(env, options_for(delete_policy::insert_revives, 0xd4), fake_clock{&t.now});
+    table_def other{"u"};
+    other.column("id", column_type::integer, false).column("c", column_type::real).primary_key({"id"});
+    d->create_table(other);
+    d->write([](auto& tx) { tx.insert("u", {{"id", value{2}}, {"c", value{2.5}}}); });
+    std::vector<change_set> sets = created;
+    for (const auto& part : {changes_of(*b, pb), changes_of(*c, pc), changes_of(*d)}) sets.insert(sets.end(), part.begin(), part.end());
+    // Never held for good (dumps_in_every_order checks nothing stays held), one result in every order.
+    const auto dumps = dumps_in_every_order(env, t, sets);
+    REQUIRE(dumps.size() == 1);
+    for (auto* r : {&a, &b, &c, &d}) REQUIRE((*r)->apply(sets).rejected.empty());
+    CHECK(a->dump() == *dumps.begin());
+    CHECK(c->dump() == a->dump());
+    const auto row = a->get("u", {value{1}});
+    REQUIRE(row);
+    CHECK(row->at("c") == value{std::int64_t{7}}); // the first create's INTEGER wins, in every order
+    CHECK(row->at("note") == value{"c's"});
+    CHECK(a->get("u", {value{2}})->at("c") == value{2.5});
+}
+
+TEST_CASE_TEMPLATE("schema: a rename into a table with another key is refused whether or not its old name was dropped first",
+                   Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    auto c = open_node(env, options_for(delete_policy::insert_revives, 0xc3), fake_clock{&t.now});
+    table_def base{"t"};
+    base.column("id", column_type::integer, false).primary_key({"id"});
+    a->create_table(base);
+    const auto create_t = changes_of(*a);
+    REQUIRE(b->apply(create_t).rejected.empty());
+    const auto pa = a->position(), pb = b->position();
+    t.now += 5;
+    table_def other{"u"};
+    other.column("k", column_type::text, false).primary_key({"k"});
+    c->create_table(other);
+    c->write([](auto& tx) { tx.insert("u", {{"k", value{"kept"}}}); });
+    t.now += 5;
+    a->write([](auto& tx) { tx.rename_table("t", "u"); });
+    t.now += 5;
+    b->write([](auto& tx) { tx.drop_table("t"); });
+    const auto create_u = changes_of(*c), rename = changes_of(*a, pa), drop = changes_of(*b, pb);
+    std::set<std::string> ends;
+    for (const bool drop_first : {false, true}) {
+        auto n = open_node(env, options_for(delete_policy::insert_revives, 0x77), fake_clock{&t.now});
+        REQUIRE(n->apply(create_t).rejected.empty());
+        REQUIRE(n->apply(create_u).rejected.empty());
+        if (drop_first) REQUIRE(n->apply(drop).rejected.empty());
+        const auto res = n->apply(rename);
+        REQUIRE(res.rejected.size() == 1);
+        CHECK(res.rejected[0].reason.find("another primary key") != std::string::npos);
+        REQUIRE(n->apply(drop).rejected.empty());
+        CHECK(n->rows("u").size() == 1);
+        REQUIRE(crdtsync::check(*n).ok());
+        ends.insert(n->dump());
+        // Its snapshot loads.
+        auto fresh = open_node(env, options_for(delete_policy::insert_revives, 0x78), fake_clock{&t.now});
+        crdtsync::snapshot_writer out{*n, 7};
+        crdtsync::snapshot_loader in{*fresh};
+        while (auto chunk = out.next()) in.push(*chunk);
+        REQUIRE(in.done());
+        CHECK(fresh->dump() == n->dump());
+    }
+    CHECK(ends.size() == 1);
+}
+
 TEST_CASE_TEMPLATE("schema: data under a rename's new name arrives before the rename: held, relayed, applied after a restart",
                    Env, CRDTSYNC_TEST_STORES) {
     Env env;

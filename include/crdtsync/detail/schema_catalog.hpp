@@ -44,6 +44,7 @@ struct schema_catalog {
     std::map<std::string, table_entry, std::less<>> tables;   // live, by qualified name
     std::set<std::string, std::less<>> dropped;                // qualified names of dropped tables (all their names)
     std::map<std::string, std::string, std::less<>> renamed;   // a live table's earlier names -> its name now
+    std::map<std::string, table_def, std::less<>> graves;      // a dropped table's names -> its first create (its key)
 
     [[nodiscard]] static std::string qualified(std::string_view schema, std::string_view table) {
         std::string q(schema);
@@ -64,6 +65,13 @@ struct schema_catalog {
         return it == renamed.end() ? std::string_view{} : std::string_view(it->second);
     }
     [[nodiscard]] bool table_dropped(std::string_view q) const { return dropped.contains(q); }
+    /// The first create of the dropped table `q` named: a dropped name
+    /// keeps its primary key. Null when `q` is live, unknown, or was dropped
+    /// without a create here.
+    [[nodiscard]] const table_def* dropped_definition(std::string_view q) const {
+        const auto it = graves.find(q);
+        return it == graves.end() ? nullptr : &it->second;
+    }
     [[nodiscard]] bool column_dropped(std::string_view q, std::string_view column) const {
         const auto* e = find(live_name(q));
         return e && e->dropped_columns.contains(column);
@@ -124,6 +132,7 @@ private:
     std::set<std::string, std::less<>> names_;                      // every table name a statement uses
     std::map<std::string, std::pair<std::string, std::string>, std::less<>> now_; // root -> (qualified, table) of its latest rename's target
     std::set<std::string, std::less<>> dead_;                       // roots of dropped tables
+    std::map<std::string, table_def, std::less<>> dead_defs_;       // root of a dropped table -> its first create
 
     [[nodiscard]] std::string root(std::string_view q) const {
         std::string r(q);
@@ -178,8 +187,10 @@ private:
         tables = std::move(live);
         for (const auto& n : names_) {
             const auto r = root(n);
-            if (dead_.contains(r)) dropped.insert(n);
-            else if (auto it = name_of.find(r); it != name_of.end() && it->second != n) renamed.emplace(n, it->second);
+            if (dead_.contains(r)) {
+                dropped.insert(n);
+                if (auto d = dead_defs_.find(r); d != dead_defs_.end()) graves.emplace(n, d->second);
+            } else if (auto it = name_of.find(r); it != name_of.end() && it->second != n) renamed.emplace(n, it->second);
         }
         early_.clear();
     }
@@ -194,7 +205,10 @@ private:
 
     void apply_one(const ddl_create_table& x) {
         const auto q = table_of(x.def.schema_name(), x.def.name());
-        if (dead_.contains(q)) return; // a dropped name names nothing again
+        if (dead_.contains(q)) { // a dropped name names nothing again; it keeps its first create's key
+            dead_defs_.try_emplace(q, x.def);
+            return;
+        }
         if (auto it = tables.find(q); it != tables.end()) {
             // Another create merges its columns in when the keys agree (the
             // earliest definition of a column wins); another key cannot.
