@@ -1912,7 +1912,19 @@ private:
                 bool& f;
                 ~flag() { f = false; }
             } const guard{releasing_ = true};
-            for (std::size_t i = 0; i < cs.changes.size(); ++i) validate_change(cs.changes[i], none, 0, resolved_[i], memo);
+            for (std::size_t i = 0; i < cs.changes.size(); ++i) {
+                try {
+                    validate_change(cs.changes[i], none, 0, resolved_[i], memo);
+                } catch (const error&) {
+                    // A value the column as it now is cannot hold (a huge
+                    // integer in a column that became REAL): stored as it
+                    // came, as recoerce_cells leaves such a stored cell. The
+                    // merge below resolves the fact's table and column by name.
+                    resolved_[i].val.reset();
+                    resolved_[i].live = false;
+                    memo = validation_memo{};
+                }
+            }
         }
         std::optional<conflict> cf;
         for (std::size_t i = 0; i < cs.changes.size(); ++i) {

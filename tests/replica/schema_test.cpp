@@ -918,6 +918,45 @@ TEST_CASE_TEMPLATE("schema: migrations and writes under an earlier name, in one 
     CHECK(a->get("u", {value{2}})->at("c") == value{2.5});
 }
 
+TEST_CASE_TEMPLATE("schema: a value the joined table's column type cannot hold is stored as it came, the batch applies",
+                   Env, CRDTSYNC_TEST_STORES) {
+    Env env;
+    sim_time t;
+    auto a = open_node(env, options_for(delete_policy::insert_revives, 0xa1), fake_clock{&t.now});
+    table_def first{"a"};
+    first.column("id", column_type::integer, false).column("c", column_type::real).primary_key({"id"});
+    a->create_table(first); // first by HLC: its REAL column wins the join
+    t.now += 5;
+    auto b = open_node(env, options_for(delete_policy::insert_revives, 0xb2), fake_clock{&t.now});
+    table_def second{"b"};
+    second.column("id", column_type::integer, false).column("c", column_type::integer).primary_key({"id"});
+    b->create_table(second);
+    REQUIRE(a->apply(changes_of(*b)).rejected.empty());
+    // A peer renames a into b and writes an integer beyond the range of a real in the same set.
+    const auto peer = site_of(0xe8);
+    t.now += 5;
+    change_set cs = change_set_builder(at(t.now, 0, peer))
+                       .set("b", {value{1}}, "id", value{1})
+                       .set("b", {value{1}}, "c", value{crdtsync::big_integer::parse(std::string(400, '9'))})
+                       .build();
+    schema_migration m;
+    m.type = migration_kind::rename_table;
+    m.schema = "main";
+    m.table = "b";
+    m.from_table = "a";
+    m.ddl = "ALTER TABLE a RENAME TO b";
+    m.version = at(t.now, 0, peer);
+    m.schema_version = 2;
+    cs.migrations.push_back(m);
+    crdtsync::apply_result res;
+    REQUIRE_NOTHROW(res = a->apply(cs));
+    CHECK(res.rejected.empty());
+    CHECK(a->find_table("b")->columns()[1].type == column_type::real);
+    REQUIRE(a->get("b", {value{1}}));
+    CHECK(a->get("b", {value{1}})->at("c").template get_if<crdtsync::big_integer>() != nullptr);
+    REQUIRE(crdtsync::check(*a).ok());
+}
+
 TEST_CASE_TEMPLATE("schema: a rename into a table with another key is refused whether or not its old name was dropped first",
                    Env, CRDTSYNC_TEST_STORES) {
     Env env;
