@@ -1443,9 +1443,9 @@ private:
         // merge into it.
         std::map<std::string, std::uint32_t, std::less<>> owner; // name now -> table id
         for (std::size_t i = 0; i < tables_.size();) {
-            const auto now = catalog_.live_name(tables_[i].def.qualified_name());
-            if (const auto* e = now.empty() ? nullptr : catalog_.find(now)) {
-                if (auto o = owner.find(now); o == owner.end()) {
+            const auto now_named = catalog_.live_name(tables_[i].def.qualified_name());
+            if (const auto* e = now_named.empty() ? nullptr : catalog_.find(now_named)) {
+                if (auto o = owner.find(now_named); o == owner.end()) {
                     const bool renamed = tables_[i].def.name() != e->def.name();
                     define_table(w, tables_[i], e->def, version);
                     if (renamed) {
@@ -1454,7 +1454,7 @@ private:
                         if (!sweep_) relog_rows(w, tables_[i]);
                         types_changed_ = true; // the set's facts are validated against the table now
                     }
-                    owner.emplace(std::string(now), tables_[i].id);
+                    owner.emplace(std::string(now_named), tables_[i].id);
                     ++i;
                     continue;
                 } else {
@@ -1675,9 +1675,9 @@ private:
         const table_def* def = nullptr;
         if (auto t = lookup_any(schema, table)) def = &t->def;
         if (!created.empty()) {
-            const auto now = name_now(schema, table);
+            const auto renamed_to = name_now(schema, table);
             for (const auto& c : created)
-                if (c.schema_name() == schema && (c.name() == table || c.name() == now)) def = &c;
+                if (c.schema_name() == schema && (c.name() == table || c.name() == renamed_to)) def = &c;
         }
         return def;
     }
@@ -2147,9 +2147,9 @@ private:
                 if (!created.empty()) {
                     // The set's own migrations may have created, widened or
                     // renamed the table (a fact may use an earlier name).
-                    const auto now = name_now(f.schema, f.table);
+                    const auto renamed_to = name_now(f.schema, f.table);
                     for (const auto& d : created)
-                        if (d.schema_name() == f.schema && (d.name() == f.table || d.name() == now)) {
+                        if (d.schema_name() == f.schema && (d.name() == f.table || d.name() == renamed_to)) {
                             def = &d;
                             live = nullptr;
                         }
