@@ -60,7 +60,9 @@ struct schema_catalog {
     /// The name now of the live table `q` names (`q` itself, or the name a
     /// rename gave the table `q` named); empty when `q` names no live table.
     [[nodiscard]] std::string_view live_name(std::string_view q) const {
-        if (tables.contains(q)) return q;
+        // Always a view of a name stored here, never of `q` (callers pass
+        // temporaries).
+        if (const auto t = tables.find(q); t != tables.end()) return t->first;
         const auto it = renamed.find(q);
         return it == renamed.end() ? std::string_view{} : std::string_view(it->second);
     }
