@@ -1703,8 +1703,8 @@ private:
     const table_def* target_of(std::string_view schema, std::string_view table, const std::vector<table_def>& created,
                                const char* what) {
         if (const auto* def = definition_for(schema, table, created)) return def;
+        if (dropped_table(schema, table)) return nullptr;
         const auto q = detail::schema_catalog::qualified(schema, table);
-        if (catalog_.table_dropped(q)) return nullptr;
         failing_table_ = q; // reported in the rejection
         detail::raise(errc::unknown_table, std::string(what) + " for unknown table " + q);
     }
@@ -1729,7 +1729,7 @@ private:
                 using S = std::decay_t<decltype(x)>;
                 if constexpr (std::is_same_v<S, ddl_create_table>) {
                     const auto& def = x.def;
-                    if (catalog_.table_dropped(def.qualified_name())) {
+                    if (dropped_table(def.schema_name(), def.name())) {
                         // A dropped name: kept, changes nothing; it keeps its key,
                         // so that no replica joins tables of two keys under it.
                         if (const auto* d = catalog_.dropped_definition(def.qualified_name()); d && !detail::schema_catalog::same_key(*d, def))
@@ -1747,9 +1747,9 @@ private:
                         created.push_back(def);
                     } else {
                         auto wider = *existing;
-                        const auto q = def.qualified_name();
                         for (const auto& c : def.columns())
-                            if (!wider.find_column(c.name) && !catalog_.column_dropped(q, c.name)) wider.append_column(c);
+                            if (!wider.find_column(c.name) && !dropped_column(def.schema_name(), def.name(), c.name))
+                                wider.append_column(c);
                         if (wider.columns().size() != existing->columns().size()) created.push_back(std::move(wider));
                     }
                 } else if constexpr (std::is_same_v<S, ddl_add_column>) {
@@ -1757,7 +1757,7 @@ private:
                     // A column of that name already there: the earliest
                     // definition wins (docs/schema.md), whichever arrives first.
                     if (def && !def->find_column(x.column.name) &&
-                        !catalog_.column_dropped(def->qualified_name(), x.column.name)) {
+                        !dropped_column(def->schema_name(), def->name(), x.column.name)) {
                         created.push_back(*def);
                         created.back().append_column(x.column);
                     }
@@ -1779,7 +1779,7 @@ private:
                     // dropped table is kept and changes nothing but joining its
                     // target to the dropped table.
                     const auto* from = target_of(x.schema, x.from, created, "RENAME TABLE");
-                    const bool dead = !from || catalog_.table_dropped(detail::schema_catalog::qualified(x.schema, x.to));
+                    const bool dead = !from || dropped_table(x.schema, x.to);
                     // A dropped table keeps its key: the check below then does not
                     // depend on whether the drop arrived before the rename.
                     if (!from) from = catalog_.dropped_definition(detail::schema_catalog::qualified(x.schema, x.from));
@@ -2124,11 +2124,33 @@ private:
         detail::raise(errc::invalid_key, "change for table " + qualified + " has a NULL key value");
     }
 
+    /// True when `schema.table` names a dropped table: by the stored
+    /// migrations, or because the change set being validated renames a
+    /// dropped table into that name (the rename and the set's facts under
+    /// the new name are then skipped together, as they would be had the
+    /// rename arrived before the drop).
     [[gnu::cold]] bool dropped_table(std::string_view schema, std::string_view table) const {
-        return catalog_.table_dropped(detail::schema_catalog::qualified(schema, table));
+        return catalog_.table_dropped(detail::schema_catalog::qualified(schema, table)) ||
+               any_renamed_into(schema, table, [&](const std::string& from) { return catalog_.table_dropped(from); });
     }
+    /// True when `column` was dropped from the table `schema.table` names,
+    /// also under an earlier name the change set being validated renames
+    /// into it.
     [[gnu::cold]] bool dropped_column(std::string_view schema, std::string_view table, std::string_view column) const {
-        return catalog_.column_dropped(detail::schema_catalog::qualified(schema, table), column);
+        return catalog_.column_dropped(detail::schema_catalog::qualified(schema, table), column) ||
+               any_renamed_into(schema, table, [&](const std::string& from) { return catalog_.column_dropped(from, column); });
+    }
+    /// True when `pred` holds for one of the names (qualified) the change
+    /// set being validated renames into the table `schema.table` names.
+    template <class Pred>
+    bool any_renamed_into(std::string_view schema, std::string_view table, Pred pred) const {
+        if (set_renames_.empty()) return false;
+        const auto now_named = name_now(schema, table);
+        for (const auto& [from, to] : set_renames_) {
+            const auto [s, n] = split_name(from);
+            if (s == schema && name_now(s, n) == now_named && pred(from)) return true;
+        }
+        return false;
     }
 
     void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where,
