@@ -1732,7 +1732,7 @@ private:
                     if (dropped_table(def.schema_name(), def.name())) {
                         // A dropped name: kept, changes nothing; it keeps its key,
                         // so that no replica joins tables of two keys under it.
-                        if (const auto* d = catalog_.dropped_definition(def.qualified_name()); d && !detail::schema_catalog::same_key(*d, def))
+                        if (const auto* d = dropped_definition(def.schema_name(), def.name()); d && !detail::schema_catalog::same_key(*d, def))
                             detail::raise(errc::schema, "table " + def.qualified_name() + " was dropped, and was created with another primary key: " +
                                                             d->to_ddl() + "; this create: " + def.to_ddl());
                         return;
@@ -1782,9 +1782,9 @@ private:
                     const bool dead = !from || dropped_table(x.schema, x.to);
                     // A dropped table keeps its key: the check below then does not
                     // depend on whether the drop arrived before the rename.
-                    if (!from) from = catalog_.dropped_definition(detail::schema_catalog::qualified(x.schema, x.from));
+                    if (!from) from = dropped_definition(x.schema, x.from);
                     const auto* to = definition_for(x.schema, x.to, created);
-                    if (!to) to = catalog_.dropped_definition(detail::schema_catalog::qualified(x.schema, x.to));
+                    if (!to) to = dropped_definition(x.schema, x.to);
                     set_renames_[detail::schema_catalog::qualified(x.schema, x.from)] = x.to;
                     if (!from || (to && (to == from || to->qualified_name() == from->qualified_name()))) return; // already one table
                     // A rename joins its table with any table of the target name
@@ -2124,33 +2124,39 @@ private:
         detail::raise(errc::invalid_key, "change for table " + qualified + " has a NULL key value");
     }
 
-    /// True when `schema.table` names a dropped table: by the stored
-    /// migrations, or because the change set being validated renames a
-    /// dropped table into that name (the rename and the set's facts under
-    /// the new name are then skipped together, as they would be had the
-    /// rename arrived before the drop).
-    [[gnu::cold]] bool dropped_table(std::string_view schema, std::string_view table) const {
-        return catalog_.table_dropped(detail::schema_catalog::qualified(schema, table)) ||
-               any_renamed_into(schema, table, [&](const std::string& from) { return catalog_.table_dropped(from); });
-    }
-    /// True when `column` was dropped from the table `schema.table` names,
-    /// also under an earlier name the change set being validated renames
-    /// into it.
-    [[gnu::cold]] bool dropped_column(std::string_view schema, std::string_view table, std::string_view column) const {
-        return catalog_.column_dropped(detail::schema_catalog::qualified(schema, table), column) ||
-               any_renamed_into(schema, table, [&](const std::string& from) { return catalog_.column_dropped(from, column); });
-    }
-    /// True when `pred` holds for one of the names (qualified) the change
-    /// set being validated renames into the table `schema.table` names.
-    template <class Pred>
-    bool any_renamed_into(std::string_view schema, std::string_view table, Pred pred) const {
-        if (set_renames_.empty()) return false;
+    /// The qualified names that name the table `schema.table` names while a
+    /// change set is validated: that name, and the earlier names the set
+    /// renames into it. The catalog's answers for any of them hold for the
+    /// table (its drops, dropped columns and key), as they will once the
+    /// set's renames are stored, whichever arrived first.
+    [[nodiscard]] std::vector<std::string> names_in_set(std::string_view schema, std::string_view table) const {
+        std::vector<std::string> names{detail::schema_catalog::qualified(schema, table)};
+        if (set_renames_.empty()) return names;
         const auto now_named = name_now(schema, table);
         for (const auto& [from, to] : set_renames_) {
             const auto [s, n] = split_name(from);
-            if (s == schema && name_now(s, n) == now_named && pred(from)) return true;
+            if (s == schema && name_now(s, n) == now_named) names.push_back(from);
         }
-        return false;
+        return names;
+    }
+    /// True when `schema.table` names a dropped table (also through a
+    /// rename in the change set being validated: the rename and the set's
+    /// facts under the new name are then skipped together).
+    [[gnu::cold]] bool dropped_table(std::string_view schema, std::string_view table) const {
+        const auto names = names_in_set(schema, table);
+        return std::any_of(names.begin(), names.end(), [&](const std::string& q) { return catalog_.table_dropped(q); });
+    }
+    /// True when `column` was dropped from the table `schema.table` names.
+    [[gnu::cold]] bool dropped_column(std::string_view schema, std::string_view table, std::string_view column) const {
+        const auto names = names_in_set(schema, table);
+        return std::any_of(names.begin(), names.end(), [&](const std::string& q) { return catalog_.column_dropped(q, column); });
+    }
+    /// The definition the dropped table `schema.table` names was created
+    /// with (it keeps its key), or null.
+    [[nodiscard]] const table_def* dropped_definition(std::string_view schema, std::string_view table) const {
+        for (const auto& q : names_in_set(schema, table))
+            if (const auto* d = catalog_.dropped_definition(q)) return d;
+        return nullptr;
     }
 
     void validate_change(const change& c, const std::vector<table_def>& created, std::uint64_t now, resolved_fact& where,

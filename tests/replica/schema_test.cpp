@@ -1123,6 +1123,35 @@ TEST_CASE_TEMPLATE("schema: a rename with writes under the new name, against a c
             }
             CHECK(titles == std::map<std::int64_t, std::string>{{1, "one"}, {2, "two"}});
         }
+        if (!drop_table) continue;
+        // The same set creating the new name with another primary key is
+        // refused in both orders: the dropped table keeps its key (rule 11)
+        // under the name the set renames it to as well.
+        auto other_key = rename;
+        table_def jobs{"jobs"};
+        jobs.column("code", column_type::text, false).column("title", column_type::text).primary_key({"code"});
+        schema_migration m;
+        m.type = migration_kind::create_table;
+        m.schema = "main";
+        m.table = "jobs";
+        m.ddl = jobs.to_ddl();
+        m.version = other_key[0].version;
+        m.schema_version = 3;
+        other_key[0].migrations.insert(other_key[0].migrations.begin() + 1, std::move(m));
+        std::set<std::string> ends;
+        for (const bool drop_first : {true, false}) {
+            INFO("drop first: " << drop_first);
+            auto n = open_node(env, options_for(delete_policy::insert_revives, drop_first ? 0x51 : 0x52), fake_clock{&t.now});
+            REQUIRE(n->apply(created).rejected.empty());
+            if (drop_first) REQUIRE(n->apply(drop).rejected.empty());
+            const auto r = n->apply(other_key);
+            REQUIRE(r.rejected.size() == 1);
+            CHECK(r.rejected[0].reason.find("primary key") != std::string::npos);
+            REQUIRE(n->apply(drop).rejected.empty());
+            CHECK(n->held_facts() == 0);
+            ends.insert(n->dump());
+        }
+        CHECK(ends.size() == 1);
     }
 }
 
