@@ -30,21 +30,26 @@ table_def tasks_def() {
     return t;
 }
 
-/// A change set from `from` at `h` carrying one migration of main.tasks,
-/// as a peer (Quereus, say) sends it: only the kind and the DDL text.
+/// A migration of main.`table` at `h`, as a peer (Quereus, say) writes it:
+/// only the kind and the DDL text.
+schema_migration migration_of(const hlc& h, migration_kind kind, std::string ddl, std::string table = "tasks") {
+    schema_migration m;
+    m.type = kind;
+    m.schema = "main";
+    m.table = std::move(table);
+    m.ddl = std::move(ddl);
+    m.version = h;
+    m.schema_version = 3;
+    return m;
+}
+
+/// A change set from `from` at `h` carrying one migration of main.tasks.
 change_set one_migration(const site_id& from, const hlc& h, migration_kind kind, std::string ddl) {
     change_set cs;
     cs.origin = from;
     cs.transaction_id = "m" + h.to_text();
     cs.version = h;
-    schema_migration m;
-    m.type = kind;
-    m.schema = "main";
-    m.table = "tasks";
-    m.ddl = std::move(ddl);
-    m.version = h;
-    m.schema_version = 3;
-    cs.migrations.push_back(std::move(m));
+    cs.migrations.push_back(migration_of(h, kind, std::move(ddl)));
     return cs;
 }
 
@@ -1130,14 +1135,8 @@ TEST_CASE_TEMPLATE("schema: a rename with writes under the new name, against a c
         auto other_key = rename;
         table_def jobs{"jobs"};
         jobs.column("code", column_type::text, false).column("title", column_type::text).primary_key({"code"});
-        schema_migration m;
-        m.type = migration_kind::create_table;
-        m.schema = "main";
-        m.table = "jobs";
-        m.ddl = jobs.to_ddl();
-        m.version = other_key[0].version;
-        m.schema_version = 3;
-        other_key[0].migrations.insert(other_key[0].migrations.begin() + 1, std::move(m));
+        other_key[0].migrations.insert(other_key[0].migrations.begin() + 1,
+                                       migration_of(other_key[0].version, migration_kind::create_table, jobs.to_ddl(), "jobs"));
         std::set<std::string> ends;
         for (const bool drop_first : {true, false}) {
             INFO("drop first: " << drop_first);
